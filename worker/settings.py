@@ -1,0 +1,175 @@
+"""Settings for every process of medline-ingest, read from ``MEDLINE_*`` environment variables.
+
+One model serves the producer, the workers, beat, the exporter and the CLI, so a deployment
+sets each variable once. Defaults point at the local services started by
+``deploy/local/services up``. Every field is listed in the README; a test checks that the
+README, the compose file and the Kubernetes manifests name only variables that exist here.
+
+Credentials are ``SecretStr``: their ``repr`` and ``str`` are masked, so logging a
+``Settings`` object never leaks them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MEDLINE_"
+
+
+class Settings(BaseSettings):
+    """Configuration of medline-ingest. Field ``foo_bar`` is set by ``MEDLINE_FOO_BAR``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # --- broker (Redis) -----------------------------------------------------------------------
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL of the Celery broker; also holds jobs, dead letters and the ledger. "
+        "Use rediss:// for TLS.",
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password, if not given in the URL."
+    )
+    redis_ca_file: str | None = Field(
+        None, description="CA certificate file to verify Redis over TLS (rediss://)."
+    )
+    ingest_queue: str = Field("ingest", description="Name of the Celery queue that carries batches.")
+    key_prefix: str = Field(
+        "medline",
+        description="Prefix of every Redis key the program owns (jobs, dead letters, ledger).",
+    )
+    visibility_timeout: int = Field(
+        3600,
+        gt=0,
+        description="Seconds before an unacknowledged batch is redelivered to another worker; "
+        "must exceed the longest batch.",
+    )
+
+    # --- Elasticsearch ------------------------------------------------------------------------
+    es_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch URL (http or https).")
+    es_api_key: SecretStr | None = Field(None, description="Elasticsearch API key (base64 'id:key').")
+    es_username: str | None = Field(None, description="Elasticsearch user for basic auth.")
+    es_password: SecretStr | None = Field(None, description="Elasticsearch password.")
+    es_ca_file: str | None = Field(None, description="CA certificate file to verify Elasticsearch.")
+    es_fingerprint: str | None = Field(
+        None, description="SHA-256 fingerprint of the Elasticsearch certificate, instead of a CA."
+    )
+    es_allow_insecure_credentials: bool = Field(
+        False,
+        description="Allow sending Elasticsearch credentials over plain http (never in production).",
+    )
+    es_request_timeout: float = Field(60.0, gt=0, description="Seconds per Elasticsearch request.")
+    index: str = Field(
+        "medline", description="Alias that the documents are written to and searched through."
+    )
+    index_shards: int = Field(1, ge=1, description="Primary shards of a newly created index.")
+    index_replicas: int = Field(0, ge=0, description="Replicas of a newly created index.")
+
+    # --- batching -----------------------------------------------------------------------------
+    batch_records: int = Field(500, ge=1, description="Most records the producer puts in a batch.")
+    batch_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Most raw bytes the producer puts in a batch."
+    )
+    bulk_chunk_docs: int = Field(500, ge=1, description="Most documents per _bulk request.")
+    bulk_chunk_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Most bytes per _bulk request."
+    )
+    max_record_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        description="A record larger than this is dead-lettered as too large.",
+    )
+
+    # --- retries ------------------------------------------------------------------------------
+    item_retries: int = Field(
+        8, ge=0, description="Retries of documents Elasticsearch answers with 429 or 5xx."
+    )
+    item_backoff_initial: float = Field(
+        0.5, gt=0, description="First wait in seconds before retrying 429/5xx documents."
+    )
+    item_backoff_max: float = Field(30.0, gt=0, description="Longest wait between item retries.")
+    batch_retry_budget: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds a batch keeps being retried while Elasticsearch is unreachable, "
+        "before it goes to the 'exhausted' dead-letter queue.",
+    )
+    batch_backoff_initial: float = Field(
+        2.0, gt=0, description="First wait in seconds before a failed batch is retried."
+    )
+    batch_backoff_max: float = Field(60.0, gt=0, description="Longest wait between batch retries.")
+    max_deliveries: int = Field(
+        5,
+        ge=1,
+        description="A batch delivered this often without finishing (it keeps killing its "
+        "worker) goes to the 'exhausted' dead-letter queue.",
+    )
+    dead_letter_high_water: int = Field(
+        1_000_000,
+        ge=1,
+        description="Total dead-letter entries at which workers stop taking new batches "
+        "until an operator replays or purges.",
+    )
+
+    # --- worker -------------------------------------------------------------------------------
+    worker_concurrency: int | None = Field(
+        None, ge=1, description="Worker processes per worker; default: one per CPU."
+    )
+    worker_pool: Literal["prefork", "solo", "threads"] = Field(
+        "prefork", description="Celery pool type of the worker."
+    )
+
+    # --- scheduled ingestion ------------------------------------------------------------------
+    inbox_dir: str | None = Field(None, description="Directory that beat scans for new files.")
+    inbox_patterns: str = Field(
+        "*.txt,*.nbib,*.medline,*.xml,*.xml.gz,*.txt.gz",
+        description="Comma-separated glob patterns of inbox files to ingest.",
+    )
+    schedule_interval: float = Field(300.0, gt=0, description="Seconds between inbox scans.")
+    schedule_crontab: str | None = Field(
+        None, description="Crontab ('m h dom mon dow') for inbox scans; overrides the interval."
+    )
+
+    # --- operations ---------------------------------------------------------------------------
+    log_format: Literal["text", "json"] = Field("text", description="Log format: text or json.")
+    log_level: str = Field("INFO", description="Log level.")
+    metrics_port: int = Field(9808, ge=0, le=65535, description="Port of the /metrics exporter.")
+
+    @field_validator("es_url")
+    @classmethod
+    def _es_url_has_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_is_redis(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss"):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+    def key(self, *parts: str) -> str:
+        """A Redis key owned by this program: ``{key_prefix}:{part}:{part}...``."""
+        return ":".join((self.key_prefix, *parts))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
