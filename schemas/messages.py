@@ -16,7 +16,9 @@ class RawRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     offset: int = Field(ge=0, description="Byte offset of the record's first byte in its source.")
-    text: str = Field(description="The record's raw text, decoded as UTF-8 (invalid bytes replaced).")
+    text: str = Field(
+        description="The record's raw text, decoded as UTF-8 (invalid bytes replaced)."
+    )
 
 
 class BatchMessage(BaseModel):

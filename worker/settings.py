@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     redis_ca_file: str | None = Field(
         None, description="CA certificate file to verify Redis over TLS (rediss://)."
     )
-    ingest_queue: str = Field("ingest", description="Name of the Celery queue that carries batches.")
+    ingest_queue: str = Field(
+        "ingest", description="Name of the Celery queue that carries batches."
+    )
     key_prefix: str = Field(
         "medline",
         description="Prefix of every Redis key the program owns (jobs, dead letters, ledger).",
@@ -52,7 +54,9 @@ class Settings(BaseSettings):
 
     # --- Elasticsearch ------------------------------------------------------------------------
     es_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch URL (http or https).")
-    es_api_key: SecretStr | None = Field(None, description="Elasticsearch API key (base64 'id:key').")
+    es_api_key: SecretStr | None = Field(
+        None, description="Elasticsearch API key (base64 'id:key')."
+    )
     es_username: str | None = Field(None, description="Elasticsearch user for basic auth.")
     es_password: SecretStr | None = Field(None, description="Elasticsearch password.")
     es_ca_file: str | None = Field(None, description="CA certificate file to verify Elasticsearch.")
@@ -61,7 +65,7 @@ class Settings(BaseSettings):
     )
     es_allow_insecure_credentials: bool = Field(
         False,
-        description="Allow sending Elasticsearch credentials over plain http (never in production).",
+        description="Allow Elasticsearch credentials over plain http (never in production).",
     )
     es_request_timeout: float = Field(60.0, gt=0, description="Seconds per Elasticsearch request.")
     index: str = Field(

@@ -1,0 +1,195 @@
+"""Bulk writes to Elasticsearch with per-item results, chunked by count and bytes.
+
+Modelled on ``elasticsearch.helpers.streaming_bulk``, with two differences that the pipeline's
+promises need: items answered with 5xx are retried like 429s (a shard relocating is as
+transient as a full queue), and every item ends in exactly one outcome (written, stale,
+rejected) or the whole call raises :class:`TransientBulkError`, which the task retries.
+
+Documents are serialised once, by the caller, to bytes; this module never re-encodes them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import elastic_transport
+import orjson
+from elasticsearch import ApiError, Elasticsearch
+
+#: Statuses of a bulk item that mean "try again later", not "this document is wrong".
+RETRYABLE_ITEM_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Status of an item refused by external versioning: the index holds a newer revision.
+VERSION_CONFLICT = 409
+
+Operation = Literal["index", "delete"]
+
+
+@dataclass(frozen=True)
+class BulkAction:
+    """One write. ``source`` is the serialised document (``index`` only)."""
+
+    op: Operation
+    doc_id: str
+    source: bytes | None = None
+    #: External version (revision) of the document; None writes unconditionally.
+    version: int | None = None
+    #: The caller's handle, returned with the result (e.g. the record's position in its batch).
+    ref: Any = None
+
+    def lines(self) -> list[bytes]:
+        meta: dict[str, Any] = {"_id": self.doc_id}
+        if self.version is not None:
+            meta["version"] = self.version
+            meta["version_type"] = "external_gte"
+        header = orjson.dumps({self.op: meta})
+        if self.op == "index":
+            assert self.source is not None
+            return [header, self.source]
+        return [header]
+
+    def size(self) -> int:
+        return sum(len(line) + 1 for line in self.lines())
+
+
+@dataclass
+class BulkResult:
+    """Per-item outcomes of :func:`bulk_write`. Every action is in exactly one list."""
+
+    written: list[BulkAction] = field(default_factory=list)
+    stale: list[BulkAction] = field(default_factory=list)
+    rejected: list[tuple[BulkAction, int, dict[str, Any]]] = field(default_factory=list)
+    requests: int = 0
+    item_retries: int = 0
+
+
+class TransientBulkError(Exception):
+    """Elasticsearch could not take the writes now (unreachable, timeout, 429/5xx that
+    outlasted the item retries). Retrying the whole batch later is the right answer."""
+
+
+@dataclass(frozen=True)
+class BulkLimits:
+    """Chunking and item-retry limits (the ``MEDLINE_BULK_*`` and ``MEDLINE_ITEM_*`` settings)."""
+
+    chunk_docs: int = 500
+    chunk_bytes: int = 10 * 1024 * 1024
+    item_retries: int = 8
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+#: Called after each _bulk request with (request bytes, seconds taken).
+RequestObserver = Callable[[int, float], None]
+
+
+def chunk_actions(
+    actions: Iterable[BulkAction], max_docs: int, max_bytes: int
+) -> Iterator[list[BulkAction]]:
+    """Group actions into chunks of at most ``max_docs`` actions and ``max_bytes`` bytes.
+
+    An action larger than ``max_bytes`` goes alone in its chunk rather than being dropped.
+    """
+    chunk: list[BulkAction] = []
+    size = 0
+    for action in actions:
+        action_size = action.size()
+        if chunk and (len(chunk) >= max_docs or size + action_size > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(action)
+        size += action_size
+    if chunk:
+        yield chunk
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(maximum, initial * 2**attempt)]."""
+    return random.uniform(0, min(maximum, initial * (2**attempt)))
+
+
+def bulk_write(
+    client: Elasticsearch,
+    index: str,
+    actions: Sequence[BulkAction],
+    limits: BulkLimits,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    observe: RequestObserver | None = None,
+) -> BulkResult:
+    """Send ``actions`` to ``index`` (an alias is fine) through ``_bulk``.
+
+    :returns: every action sorted into written, stale (external version conflict) or rejected
+        (any other 4xx, with Elasticsearch's error).
+    :raises TransientBulkError: the cluster was unreachable or timed out, the whole request was
+        refused with 429/5xx, or items were still answered 429/5xx after ``limits.item_retries``
+        retries. Items already written stay written; rewriting them is harmless (idempotent ids).
+    """
+    result = BulkResult()
+    for chunk in chunk_actions(actions, limits.chunk_docs, limits.chunk_bytes):
+        pending = chunk
+        attempt = 0
+        while pending:
+            retry = _send_chunk(client, index, pending, result, observe)
+            if not retry:
+                break
+            if attempt >= limits.item_retries:
+                statuses = sorted({status for _, status in retry})
+                raise TransientBulkError(
+                    f"{len(retry)} documents still answered {statuses} by Elasticsearch "
+                    f"after {attempt} retries"
+                )
+            sleep(backoff_delay(attempt, limits.backoff_initial, limits.backoff_max))
+            attempt += 1
+            result.item_retries += len(retry)
+            pending = [action for action, _ in retry]
+    return result
+
+
+def _send_chunk(
+    client: Elasticsearch,
+    index: str,
+    chunk: list[BulkAction],
+    result: BulkResult,
+    observe: RequestObserver | None,
+) -> list[tuple[BulkAction, int]]:
+    """Send one chunk; sort its items into ``result``; return the items to retry."""
+    lines = [line for action in chunk for line in action.lines()]
+    started = time.perf_counter()
+    try:
+        # require_alias: writing to a missing alias must fail, not auto-create a concrete index
+        # with dynamic mappings that would then block the real index and alias.
+        response = client.bulk(operations=lines, index=index, require_alias=True)
+    except ApiError as exc:
+        if exc.meta.status in RETRYABLE_ITEM_STATUSES:
+            raise TransientBulkError(
+                f"Elasticsearch answered the bulk request with {exc.meta.status}: {exc.message}"
+            ) from exc
+        raise
+    except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
+        raise TransientBulkError(f"Elasticsearch unreachable: {exc.message}") from exc
+    if observe is not None:
+        observe(sum(len(line) + 1 for line in lines), time.perf_counter() - started)
+    result.requests += 1
+
+    retry: list[tuple[BulkAction, int]] = []
+    for action, item in zip(chunk, response["items"], strict=True):
+        outcome = item[action.op]
+        status = int(outcome.get("status", 500))
+        if status < 300 or (action.op == "delete" and status == 404):
+            result.written.append(action)
+        elif status == VERSION_CONFLICT and action.version is not None:
+            result.stale.append(action)
+        elif (
+            status == 404
+            and (outcome.get("error") or {}).get("type") == "index_not_found_exception"
+        ):
+            raise TransientBulkError(f"index_not_found: alias {index!r} does not exist")
+        elif status in RETRYABLE_ITEM_STATUSES:
+            retry.append((action, status))
+        else:
+            result.rejected.append((action, status, dict(outcome.get("error") or {})))
+    return retry

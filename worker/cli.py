@@ -1,0 +1,560 @@
+"""The ``medline-ingest`` command line.
+
+Every command reads its settings from ``MEDLINE_*`` environment variables (see the README).
+Errors an operator can cause (a wrong path, a service down, a bad setting) end in one line on
+stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import click
+import elastic_transport
+import orjson
+import redis
+from pydantic import ValidationError
+
+from schemas.dead_letter import DEAD_LETTER_QUEUES, DeadLetter
+from schemas.job import JobSummary
+from schemas.messages import BatchMessage
+from worker.errors import ConfigurationError, MedlineIngestError
+from worker.settings import Settings, get_settings, redact_url
+
+#: Exit status for a usage or input error (a path that names nothing, a bad setting).
+EXIT_USAGE = 2
+#: Exit status when Redis or Elasticsearch cannot be reached.
+EXIT_UNAVAILABLE = 3
+#: Exit status of ``enqueue --wait --strict`` when records were dead-lettered.
+EXIT_DEAD_LETTERS = 4
+#: Seconds between two looks at a job's counters while waiting for it.
+WAIT_POLL = 0.5
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"medline-ingest: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"MEDLINE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        fail(f"invalid settings: {problems}")
+
+
+class CliGroup(click.Group):
+    """Turns the errors an operator can cause into one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            fail(str(exc))
+        except MedlineIngestError as exc:
+            fail(str(exc), 1)
+        except redis.RedisError as exc:
+            settings = _settings()
+            fail(
+                f"Redis at {redact_url(settings.broker_url)} cannot be reached: {exc}",
+                EXIT_UNAVAILABLE,
+            )
+        except elastic_transport.TransportError as exc:
+            settings = _settings()
+            fail(
+                f"Elasticsearch at {redact_url(settings.es_url)} cannot be reached: {exc.message}",
+                EXIT_UNAVAILABLE,
+            )
+        except BrokenPipeError:
+            sys.exit(0)
+
+
+@click.group(cls=CliGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="medline-ingest")
+def main() -> None:
+    """Ingest PubMed/MEDLINE into Elasticsearch through a Redis/Celery queue.
+
+    Producers enqueue batches of raw records (enqueue); workers parse, validate and bulk-index
+    them (worker); whatever cannot be indexed lands in a dead-letter queue with the reason (dlq).
+    Settings come from MEDLINE_* environment variables; see the README.
+    """
+
+
+def _dump_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+def _runtime() -> Any:
+    from worker.runtime import get_runtime
+
+    _settings()
+    return get_runtime()
+
+
+def _celery_publisher(settings: Settings) -> Callable[[BatchMessage], None]:
+    from worker.celery_app import INGEST_TASK, app
+
+    def publish(batch: BatchMessage) -> None:
+        app.send_task(
+            INGEST_TASK, args=[batch.model_dump(mode="json")], queue=settings.ingest_queue
+        )
+
+    return publish
+
+
+# --- enqueue -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--wait", is_flag=True, help="Show progress until the job completes, then a summary.")
+@click.option("--strict", is_flag=True, help="With --wait: exit 4 if any record was dead-lettered.")
+@click.option("--batch-records", type=click.IntRange(min=1), help="Records per batch.")
+@click.option("--batch-bytes", type=click.IntRange(min=1024), help="Raw bytes per batch.")
+@click.option("--job-id", help="Use this job id instead of a generated one.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), help="With --wait: give up after this many seconds."
+)
+def enqueue(
+    paths: tuple[str, ...],
+    wait: bool,
+    strict: bool,
+    batch_records: int | None,
+    batch_bytes: int | None,
+    job_id: str | None,
+    timeout: float | None,
+) -> None:
+    """Enqueue the records of PATHS as one job.
+
+    PATHS are MEDLINE text (.txt, .nbib) or PubMed XML files, plain or gzip; directories
+    (searched for MEDLINE_INBOX_PATTERNS); globs ('data/*.gz', '**' recurses); or - for stdin.
+    Prints the job id; with --wait, a progress bar and a JSON summary at the end.
+    """
+    from worker.index_admin import ensure_index
+    from worker.producer import enqueue as enqueue_paths
+
+    rt = _runtime()
+    settings = rt.settings
+    ensure_index(rt.es, settings)
+    progress = _EnqueueProgress(enabled=wait and sys.stderr.isatty())
+    result = enqueue_paths(
+        paths,
+        settings=settings,
+        jobs=rt.jobs,
+        publish=_celery_publisher(settings),
+        job_id=job_id,
+        max_records=batch_records,
+        max_bytes=batch_bytes,
+        on_progress=progress.update,
+    )
+    progress.close()
+    for error in result.errors:
+        click.echo(f"medline-ingest: error: {error}", err=True)
+    click.echo(
+        f"job {result.job_id}: {result.records} records in {result.batches} batches", err=True
+    )
+    if not wait:
+        click.echo(result.job_id)
+        sys.exit(EXIT_USAGE if result.errors else 0)
+    summary = wait_for_job(rt.jobs, result.job_id, timeout=timeout)
+    _dump_json(
+        {
+            "job_id": summary.job_id,
+            "records": summary.records,
+            "indexed": summary.indexed,
+            "dead_lettered": summary.dead_lettered,
+            "duration_s": summary.duration_s,
+        }
+    )
+    if result.errors:
+        sys.exit(EXIT_USAGE)
+    if summary.state != "completed":
+        fail(f"job {summary.job_id} did not complete (state {summary.state})", 1)
+    if strict and summary.dead_lettered:
+        sys.exit(EXIT_DEAD_LETTERS)
+
+
+class _EnqueueProgress:
+    """A spinner with records enqueued so far, on a terminal only."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = None
+        if enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
+            self.progress = Progress(
+                SpinnerColumn(), TextColumn("enqueuing: {task.completed} records"), transient=True
+            )
+            self.task = self.progress.add_task("enqueue", total=None)
+            self.progress.start()
+
+    def update(self, records: int, batches: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=records)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def wait_for_job(jobs: Any, job_id: str, timeout: float | None = None) -> JobSummary:
+    """Poll the job until it completes (or fails, or ``timeout`` passes), with a progress bar
+    on stderr: records indexed / dead-lettered / total, rate and ETA."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("indexed {task.fields[indexed]}  dead-lettered {task.fields[dead]}"),
+        TextColumn("{task.fields[rate]:.0f} rec/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task(job_id, total=None, indexed=0, dead=0, rate=0.0)
+        while True:
+            summary = jobs.get(job_id)
+            if summary is None:
+                fail(f"no job {job_id}")
+            rate = summary.done / summary.duration_s if summary.duration_s else 0.0
+            progress.update(
+                task,
+                total=summary.records or None,
+                completed=summary.done,
+                indexed=summary.indexed,
+                dead=summary.dead_lettered,
+                rate=rate,
+            )
+            if summary.state in ("completed", "failed"):
+                return summary
+            if deadline is not None and time.monotonic() > deadline:
+                return summary
+            time.sleep(WAIT_POLL)
+
+
+# --- worker --------------------------------------------------------------------------------------
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "-c", "--concurrency", type=click.IntRange(min=1), help="Worker processes (default: CPUs)."
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "solo", "threads"]),
+    help="Celery pool (default prefork).",
+)
+@click.option("-n", "--hostname", help="Node name, e.g. worker1@%h.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(
+    concurrency: int | None, pool: str | None, hostname: str | None, celery_args: tuple[str, ...]
+) -> None:
+    """Run a worker that takes batches from the ingest queue and indexes them.
+
+    SIGTERM shuts it down warm: batches in progress finish, the rest stay queued. Extra
+    arguments go to `celery worker` as they are.
+    """
+    from celery.signals import setup_logging
+
+    from worker.celery_app import app
+    from worker.log_setup import configure_logging
+
+    settings = _settings()
+
+    @setup_logging.connect
+    def _use_our_logging(**_: Any) -> None:
+        configure_logging(settings)
+
+    argv = ["worker", "-Q", settings.ingest_queue, "--pool", pool or settings.worker_pool]
+    if concurrency or settings.worker_concurrency:
+        argv += ["--concurrency", str(concurrency or settings.worker_concurrency)]
+    if hostname:
+        argv += ["--hostname", hostname]
+    argv += ["--loglevel", settings.log_level, *celery_args]
+    app.worker_main(argv)
+
+
+# --- parse ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
+def parse(files: tuple[str, ...]) -> None:
+    """Parse FILES and print one JSON document per valid record on stdout (the body that gets
+    indexed) and one JSON line per rejected record on stderr. No service is needed.
+
+    Exits 0 unless a file cannot be read.
+    """
+    from worker.pipeline import parse_batch
+    from worker.producer import STDIN, iter_batches, iter_records, sniff_format
+
+    settings = _settings()
+    out = sys.stdout.buffer
+    for path in files:
+        try:
+            from worker.medline_text import open_source
+
+            stream = sys.stdin.buffer if path == STDIN else open_source(path)
+        except OSError as exc:
+            fail(f"{path}: {exc.strerror or exc}", 1)
+        with stream:
+            fmt = sniff_format(stream)
+            batches = iter_batches(
+                iter_records(stream, fmt),
+                job_id="parse",
+                source=path,
+                fmt=fmt,
+                max_records=1000,
+                max_bytes=settings.batch_bytes,
+            )
+            for batch in batches:
+                parsed, dead = parse_batch(batch, settings.max_record_bytes)
+                for record in parsed:
+                    out.write(record.body + b"\n")
+                for entry in dead:
+                    line = {
+                        "source": entry.source,
+                        "offset": entry.offset,
+                        "pmid": entry.pmid,
+                        "reason": entry.reason,
+                        "errors": [e.model_dump() for e in entry.errors],
+                    }
+                    click.echo(orjson.dumps(line, default=str).decode(), err=True)
+    out.flush()
+
+
+# --- job -----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def job(job_id: str, as_json: bool) -> None:
+    """Show a job: records, indexed, dead-lettered per queue, timing."""
+    rt = _runtime()
+    summary = rt.jobs.get(job_id)
+    if summary is None:
+        fail(f"no job {job_id}")
+    if as_json:
+        _dump_json(summary.model_dump(mode="json"))
+        return
+    for key, value in summary.model_dump(mode="json").items():
+        click.echo(f"{key:>22}: {value}")
+
+
+# --- dlq -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect, export, replay and purge the dead-letter queues.
+
+    Queues: malformed (record failed parsing or validation), rejected (Elasticsearch refused
+    the document), exhausted (batch could not be indexed within the retry budget).
+    """
+
+
+queue_option = click.option(
+    "--queue", "-q", type=click.Choice(DEAD_LETTER_QUEUES), help="Only this queue."
+)
+
+
+@dlq.command("list")
+@queue_option
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Entries shown per queue.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dlq_list(queue: str | None, limit: int, as_json: bool) -> None:
+    """Count entries per queue, and list the first entries."""
+    rt = _runtime()
+    counts = rt.dead_letters.counts()
+    queues = [queue] if queue else list(DEAD_LETTER_QUEUES)
+    listing: dict[str, Any] = {"counts": counts, "entries": {}}
+    for name in queues:
+        entries = []
+        for i, entry in enumerate(rt.dead_letters.iter_entries(name)):
+            if i >= limit:
+                break
+            entries.append(_entry_line(entry))
+        listing["entries"][name] = entries
+    if as_json:
+        _dump_json(listing)
+        return
+    for name in queues:
+        click.echo(f"{name}: {counts[name]} entries")
+        for line in listing["entries"][name]:
+            click.echo(
+                f"  {line['id']}  {line['source']}@{line['offset']}  pmid={line['pmid']}  "
+                f"{line['reason']}"
+            )
+
+
+def _entry_line(entry: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "queue": entry.queue,
+        "job_id": entry.job_id,
+        "source": entry.source,
+        "offset": entry.offset,
+        "pmid": entry.pmid,
+        "records": len(entry.records),
+        "reason": entry.reason,
+        "created_at": entry.created_at.isoformat(),
+    }
+
+
+@dlq.command("show")
+@click.argument("entry_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the whole entry).")
+def dlq_show(entry_id: str, as_json: bool) -> None:
+    """Show one entry whole: reason, field errors, raw text."""
+    rt = _runtime()
+    found = rt.dead_letters.find(entry_id)
+    if found is None:
+        fail(f"no dead-letter entry {entry_id}")
+    _, entry = found
+    if as_json:
+        _dump_json(entry.model_dump(mode="json"))
+        return
+    for key, value in _entry_line(entry).items():
+        click.echo(f"{key:>10}: {value}")
+    for error in entry.errors:
+        click.echo(f"     error: {error.field}: {error.message} (value: {error.value!r})")
+    if entry.es_error:
+        click.echo(f"  es_error: {orjson.dumps(entry.es_error).decode()}")
+    for record in entry.records:
+        click.echo(f"--- raw record at offset {record.offset} ---")
+        click.echo(record.text)
+
+
+@dlq.command("replay")
+@click.argument("entry_ids", nargs=-1)
+@queue_option
+@click.option("--all", "replay_all", is_flag=True, help="Replay every queue.")
+@click.option("--wait", is_flag=True, help="Wait for the replay job to complete.")
+def dlq_replay(entry_ids: tuple[str, ...], queue: str | None, replay_all: bool, wait: bool) -> None:
+    """Send entries back through the pipeline as a new job (after a fix or an outage).
+
+    Give ENTRY_IDS, or --queue Q for a whole queue, or --all. An entry leaves its queue only
+    once its records are re-enqueued; if they fail again they come back with the new reason.
+    """
+    from worker.replay import replay
+
+    if not (entry_ids or queue or replay_all):
+        fail("say what to replay: entry ids, --queue QUEUE or --all")
+    rt = _runtime()
+    store = rt.dead_letters
+
+    def selected() -> Iterator[tuple[bytes, DeadLetter]]:
+        for entry_id in entry_ids:
+            found = store.find(entry_id)
+            if found is None:
+                fail(f"no dead-letter entry {entry_id}")
+            yield found
+        for name in DEAD_LETTER_QUEUES if replay_all else ([queue] if queue else []):
+            # Snapshot the ids first: replay removes entries from the list being read.
+            for raw in list(store.iter_raw(name)):
+                yield raw, DeadLetter.model_validate_json(raw)
+
+    result = replay(selected(), store=store, jobs=rt.jobs, publish=_celery_publisher(rt.settings))
+    click.echo(
+        f"replay job {result.job_id}: {result.records} records in {result.batches} batches",
+        err=True,
+    )
+    if wait:
+        summary = wait_for_job(rt.jobs, result.job_id)
+        _dump_json(summary.model_dump(mode="json"))
+    else:
+        click.echo(result.job_id)
+
+
+@dlq.command("purge")
+@click.argument("queue", type=click.Choice([*DEAD_LETTER_QUEUES, "all"]))
+@click.option("--yes", is_flag=True, help="Really delete the entries.")
+def dlq_purge(queue: str, yes: bool) -> None:
+    """Delete every entry of QUEUE (or all queues). Needs --yes; export first if in doubt."""
+    if not yes:
+        fail("purge deletes entries for good; add --yes to confirm")
+    rt = _runtime()
+    for name in DEAD_LETTER_QUEUES if queue == "all" else [queue]:
+        click.echo(f"{name}: purged {rt.dead_letters.purge(name)} entries")
+
+
+@dlq.command("export")
+@queue_option
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to FILE instead of stdout.",
+)
+def dlq_export(queue: str | None, output: str | None) -> None:
+    """Write entries as NDJSON (one whole entry a line), oldest first."""
+    rt = _runtime()
+    sink = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+    count = 0
+    try:
+        for name in [queue] if queue else DEAD_LETTER_QUEUES:
+            for raw in rt.dead_letters.iter_raw(name):
+                sink.write(raw + b"\n")
+                count += 1
+    finally:
+        if output:
+            sink.close()
+        else:
+            sink.flush()
+    click.echo(f"exported {count} entries", err=True)
+
+
+# --- search --------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("query")
+@click.option("--size", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
+def search(query: str, size: int, as_json: bool) -> None:
+    """Full-text search of titles and abstracts; prints PMID, year and title of the best hits."""
+    rt = _runtime()
+    response = rt.es.search(
+        index=rt.settings.index,
+        query={"multi_match": {"query": query, "fields": ["title^2", "abstract"]}},
+        size=size,
+        track_total_hits=True,
+    )
+    hits = response["hits"]["hits"]
+    if as_json:
+        _dump_json([h["_source"] for h in hits])
+        return
+    click.echo(f"{response['hits']['total']['value']} documents match {query!r}")
+    for hit in hits:
+        source = hit["_source"]
+        year = (source.get("pub_date") or {}).get("year", "?")
+        click.echo(f"  PMID {source['pmid']} ({year}) {source['title']}")
+
+
+if __name__ == "__main__":
+    main()

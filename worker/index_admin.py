@@ -1,0 +1,62 @@
+"""The index behind the alias: template, versioned index, alias, and bulk-time tuning.
+
+Documents are written to the alias ``settings.index`` (default ``medline``), which points at
+``{alias}-v{TEMPLATE_VERSION}``. A mapping change bumps the template version; a reindex into the
+new index and an alias swap then switch readers and writers without downtime.
+"""
+
+from __future__ import annotations
+
+from elasticsearch import ApiError, Elasticsearch
+from schemas.index_template import TEMPLATE_VERSION, build_index_template
+
+from worker.settings import Settings
+
+
+def versioned_index_name(alias: str, version: int = TEMPLATE_VERSION) -> str:
+    """The concrete index for ``alias`` at mapping ``version``: ``{alias}-v{version}``."""
+    return f"{alias}-v{version}"
+
+
+def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = None) -> str:
+    """Put the index template, and create the versioned index with its alias if missing.
+
+    Safe to call from many processes at once: a concurrent creation is not an error.
+
+    :param alias: the alias to ensure; default ``settings.index``.
+    :returns: the name of the index the alias writes to.
+    :raises elasticsearch.ApiError: Elasticsearch refused the template or the index.
+    :raises elastic_transport.ConnectionError: Elasticsearch unreachable.
+    """
+    alias = alias or settings.index
+    template = build_index_template(alias, settings.index_shards, settings.index_replicas)
+    client.indices.put_index_template(name=alias, **template)
+    if client.indices.exists_alias(name=alias):
+        current = client.indices.get_alias(name=alias)
+        writers = [
+            name
+            for name, spec in current.items()
+            if spec["aliases"][alias].get("is_write_index", len(current) == 1)
+        ]
+        return writers[0] if writers else next(iter(current))
+    index = versioned_index_name(alias)
+    try:
+        client.indices.create(index=index, aliases={alias: {"is_write_index": True}})
+    except ApiError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
+        client.indices.put_alias(index=index, name=alias, is_write_index=True)
+    return index
+
+
+def delete_index(client: Elasticsearch, alias: str) -> None:
+    """Delete the alias, its indices and its template (tests and benchmarks only)."""
+    if client.indices.exists_alias(name=alias):
+        for index in client.indices.get_alias(name=alias):
+            client.indices.delete(index=index, ignore_unavailable=True)
+    client.indices.delete(index=f"{alias}-v*", ignore_unavailable=True, allow_no_indices=True)
+    try:
+        client.indices.delete_index_template(name=alias)
+    except ApiError as exc:
+        if exc.meta.status != 404:
+            raise

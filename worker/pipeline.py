@@ -1,0 +1,252 @@
+"""What a worker does with one batch: parse, validate, index, dead-letter, account.
+
+Plain functions, no Celery: the task in :mod:`worker.tasks` unpacks the message and calls
+:func:`process_batch`; tests call these directly, with real or fake stores.
+
+Every record of a batch ends in exactly one place: written to the index, skipped as a stale
+revision, deleted, or in a dead-letter queue. :func:`process_batch` either commits that
+outcome once (through :meth:`JobStore.commit_batch`) or raises
+:class:`~worker.bulk_indexer.TransientBulkError` and commits nothing, so the batch can be retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from elasticsearch import Elasticsearch
+from schemas.document import Document
+
+from schemas.dead_letter import DeadLetter, FieldError
+from schemas.messages import BatchMessage, RawRecord, RecordFormat
+from worker.bulk_indexer import BulkAction, BulkLimits, RequestObserver, bulk_write
+from worker.documents import record_to_document
+from worker.errors import RecordError
+from worker.jobs import BatchOutcome, JobStore
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Characters of an Elasticsearch error kept in a dead letter's reason.
+REASON_LIMIT = 500
+
+#: Turns one raw record of a format into a document; raises RecordError for bad input.
+RecordParser = Callable[[str], Document]
+
+
+def _parsers() -> dict[RecordFormat, RecordParser]:
+    parsers: dict[RecordFormat, RecordParser] = {"medline": record_to_document}
+    try:
+        from worker.pubmed_xml import xml_record_to_document
+    except ImportError:  # XML support is optional until its module lands
+        pass
+    else:
+        parsers["pubmed-xml"] = xml_record_to_document
+    return parsers
+
+
+PARSERS = _parsers()
+
+
+@dataclass
+class ParsedRecord:
+    """A record that became a valid document, with its serialised body."""
+
+    raw: RawRecord
+    document: Document
+    body: bytes
+
+
+def _utf8_size(text: str, limit: int) -> int:
+    # UTF-8 takes at most 4 bytes a character: short texts need no encoding to be measured.
+    if len(text) * 4 <= limit:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _malformed(batch: BatchMessage, raw: RawRecord, reason: str, **extra: Any) -> DeadLetter:
+    return DeadLetter(
+        queue="malformed",
+        reason=reason,
+        job_id=batch.job_id,
+        batch_id=batch.batch_id,
+        source=batch.source,
+        format=batch.format,
+        records=[raw],
+        **extra,
+    )
+
+
+def parse_batch(
+    batch: BatchMessage, max_record_bytes: int
+) -> tuple[list[ParsedRecord], list[DeadLetter]]:
+    """Parse and validate each record of the batch.
+
+    Never raises for bad input: a record that is too large, not MEDLINE, or invalid becomes a
+    ``malformed`` dead letter with its raw text, and the rest of the batch goes on.
+    """
+    parse = PARSERS.get(batch.format)
+    parsed: list[ParsedRecord] = []
+    dead: list[DeadLetter] = []
+    for raw in batch.records:
+        size = _utf8_size(raw.text, max_record_bytes)
+        if size > max_record_bytes:
+            dead.append(
+                _malformed(
+                    batch,
+                    raw,
+                    f"record too large: {size} bytes, over the limit of {max_record_bytes} "
+                    "(MEDLINE_MAX_RECORD_BYTES)",
+                )
+            )
+            continue
+        if parse is None:
+            dead.append(_malformed(batch, raw, f"no parser for format {batch.format!r}"))
+            continue
+        try:
+            document = parse(raw.text)
+        except RecordError as exc:
+            errors = [FieldError.model_validate(e) for e in exc.errors]
+            dead.append(_malformed(batch, raw, exc.reason, errors=errors, pmid=exc.pmid))
+            continue
+        except Exception as exc:  # a parser bug must not lose the record or kill the worker
+            log.exception("parser failed on a record of batch %s", batch.batch_id)
+            dead.append(_malformed(batch, raw, f"internal parser error: {exc!r}"))
+            continue
+        parsed.append(ParsedRecord(raw, document, orjson.dumps(document.index_body())))
+    return parsed, dead
+
+
+def index_records(
+    client: Elasticsearch,
+    index: str,
+    batch: BatchMessage,
+    parsed: list[ParsedRecord],
+    limits: BulkLimits,
+    observe: RequestObserver | None = None,
+) -> BatchOutcome:
+    """Bulk-write the parsed records; return the outcome (rejections as dead letters).
+
+    :raises TransientBulkError: see :func:`worker.bulk_indexer.bulk_write`.
+    """
+    actions = [
+        BulkAction(
+            op="index",
+            doc_id=record.document.pmid,
+            source=record.body,
+            version=record.document.revision_version(),
+            ref=record,
+        )
+        for record in parsed
+    ]
+    result = bulk_write(client, index, actions, limits, observe=observe)
+    outcome = BatchOutcome(indexed=len(result.written), skipped_stale=len(result.stale))
+    for action, status, error in result.rejected:
+        record: ParsedRecord = action.ref
+        reason = f"Elasticsearch refused the document ({status}): {error.get('type', 'error')}"
+        if error.get("reason"):
+            reason += f": {error['reason']}"
+        outcome.dead_letters.append(
+            DeadLetter(
+                queue="rejected",
+                reason=reason[:REASON_LIMIT],
+                job_id=batch.job_id,
+                batch_id=batch.batch_id,
+                source=batch.source,
+                format=batch.format,
+                records=[record.raw],
+                pmid=record.document.pmid,
+                document=orjson.loads(record.body),
+                es_error={"status": status, **error},
+            )
+        )
+    return outcome
+
+
+def exhausted_outcome(batch: BatchMessage, reason: str, attempts: int) -> BatchOutcome:
+    """The whole raw batch as one ``exhausted`` dead letter, ready to replay."""
+    return BatchOutcome(
+        dead_letters=[
+            DeadLetter(
+                queue="exhausted",
+                reason=reason,
+                job_id=batch.job_id,
+                batch_id=batch.batch_id,
+                source=batch.source,
+                format=batch.format,
+                records=batch.records,
+                attempts=attempts,
+            )
+        ]
+    )
+
+
+@dataclass
+class BatchReport:
+    """What :func:`process_batch` did, for logs and metrics."""
+
+    batch_id: str
+    records: int
+    outcome: BatchOutcome
+    committed: bool
+    duration_s: float
+    parsed: int = 0
+
+
+def process_batch(
+    batch: BatchMessage,
+    *,
+    client: Elasticsearch,
+    jobs: JobStore,
+    settings: Settings,
+    attempt: int = 0,
+    observe: RequestObserver | None = None,
+) -> BatchReport:
+    """Run one batch end to end and commit its outcome once.
+
+    :param attempt: the task's retry number; deliveries are counted per attempt so that a batch
+        whose worker keeps dying is sent to ``exhausted`` after ``settings.max_deliveries``.
+    :raises TransientBulkError: Elasticsearch could not take the batch now; nothing committed.
+    :raises redis.RedisError: the job store is unreachable; nothing committed.
+    """
+    started = time.perf_counter()
+    records = len(batch.records)
+    if jobs.batch_done(batch.job_id, batch.batch_id):
+        log.info("batch %s already committed; redelivery ignored", batch.batch_id)
+        return BatchReport(batch.batch_id, records, BatchOutcome(), False, 0.0)
+    deliveries = jobs.count_delivery(batch.job_id, batch.batch_id, attempt)
+    if deliveries > settings.max_deliveries:
+        outcome = exhausted_outcome(
+            batch,
+            f"batch delivered {deliveries - 1} times without finishing (its worker died each "
+            f"time; MEDLINE_MAX_DELIVERIES={settings.max_deliveries})",
+            deliveries - 1,
+        )
+        committed = jobs.commit_batch(batch.job_id, batch.batch_id, outcome)
+        return BatchReport(
+            batch.batch_id, records, outcome, committed, time.perf_counter() - started
+        )
+
+    parsed, dead = parse_batch(batch, settings.max_record_bytes)
+    limits = BulkLimits(
+        chunk_docs=settings.bulk_chunk_docs,
+        chunk_bytes=settings.bulk_chunk_bytes,
+        item_retries=settings.item_retries,
+        backoff_initial=settings.item_backoff_initial,
+        backoff_max=settings.item_backoff_max,
+    )
+    outcome = index_records(client, settings.index, batch, parsed, limits, observe)
+    outcome.dead_letters[:0] = dead
+    committed = jobs.commit_batch(batch.job_id, batch.batch_id, outcome)
+    return BatchReport(
+        batch.batch_id,
+        records,
+        outcome,
+        committed,
+        time.perf_counter() - started,
+        parsed=len(parsed),
+    )

@@ -1,0 +1,247 @@
+"""The producer: stream input files into batches of raw records and publish them as one job.
+
+Files are read incrementally (plain or gzip), split into raw records with their byte offsets,
+grouped into batches bounded by record count and by bytes, and published to the ingest queue as
+JSON :class:`~schemas.messages.BatchMessage`. Memory stays bounded by one batch, whatever the
+size of the input.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import BinaryIO
+
+from schemas.messages import BatchMessage, RawRecord, RecordFormat
+from worker.errors import ConfigurationError
+from worker.jobs import JobStore, new_job_id
+from worker.medline_text import iter_raw_records, open_source
+from worker.settings import Settings
+
+#: Bytes looked at to tell PubMed XML from MEDLINE text.
+SNIFF_BYTES = 4096
+#: The path that means standard input.
+STDIN = "-"
+
+#: Publishes one batch to the broker.
+Publisher = Callable[[BatchMessage], None]
+#: Told after each batch is published: (records so far, batches so far).
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class SourceResult:
+    """What the producer found in one input."""
+
+    source: str
+    records: int = 0
+    batches: int = 0
+    error: str | None = None
+
+
+@dataclass
+class EnqueueResult:
+    """What one producer call enqueued."""
+
+    job_id: str
+    records: int = 0
+    batches: int = 0
+    sources: list[SourceResult] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        return [s.error for s in self.sources if s.error]
+
+
+def _looks_like_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def resolve_inputs(paths: Iterable[str], dir_patterns: list[str]) -> list[str]:
+    """Expand the producer's arguments into input paths, in order.
+
+    Files are taken as given; directories are walked recursively for files matching
+    ``dir_patterns``, in name order; globs are expanded (``**`` recurses); ``-`` is stdin.
+
+    :raises ConfigurationError: a path does not exist, a glob matches nothing, or a directory
+        holds no matching file. Raised before anything is enqueued.
+    """
+    inputs: list[str] = []
+    for arg in paths:
+        if arg == STDIN:
+            inputs.append(STDIN)
+        elif os.path.isfile(arg):
+            inputs.append(arg)
+        elif os.path.isdir(arg):
+            found = sorted(
+                str(p)
+                for p in Path(arg).rglob("*")
+                if p.is_file()
+                and not p.name.startswith(".")
+                and any(fnmatch(p.name, pattern) for pattern in dir_patterns)
+            )
+            if not found:
+                raise ConfigurationError(
+                    f"{arg}: directory holds no file matching {', '.join(dir_patterns)}"
+                )
+            inputs.extend(found)
+        elif _looks_like_glob(arg):
+            found = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
+            if not found:
+                raise ConfigurationError(f"{arg}: no file matches this pattern")
+            inputs.extend(found)
+        elif os.path.exists(arg):
+            raise ConfigurationError(f"{arg}: not a regular file or directory")
+        else:
+            raise ConfigurationError(f"{arg}: no such file or directory")
+    return inputs
+
+
+def sniff_format(stream: BinaryIO) -> RecordFormat:
+    """``pubmed-xml`` if the stream starts with XML, else ``medline``. Does not consume input."""
+    head = stream.peek(SNIFF_BYTES)[:SNIFF_BYTES] if hasattr(stream, "peek") else b""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "pubmed-xml" if text.startswith(b"<") else "medline"
+
+
+def iter_records(stream: BinaryIO, fmt: RecordFormat) -> Iterator[RawRecord]:
+    """Raw records of ``stream`` in format ``fmt``."""
+    if fmt == "pubmed-xml":
+        from worker.pubmed_xml import iter_xml_records
+
+        return iter_xml_records(stream)
+    return iter_raw_records(stream)
+
+
+def _is_record(record: RawRecord, fmt: RecordFormat) -> bool:
+    """Whether ``record`` is a real record, as opposed to junk before the first one."""
+    if fmt == "pubmed-xml":
+        return True
+    return record.text.lstrip().startswith("PMID-")
+
+
+def iter_batches(
+    records: Iterable[RawRecord],
+    *,
+    job_id: str,
+    source: str,
+    fmt: RecordFormat,
+    max_records: int,
+    max_bytes: int,
+    first_seq: int = 0,
+) -> Iterator[BatchMessage]:
+    """Group records into batches of at most ``max_records`` records and ``max_bytes`` bytes
+    of text (a single larger record still gets a batch of its own)."""
+    seq = first_seq
+    chunk: list[RawRecord] = []
+    size = 0
+    for record in records:
+        record_size = len(record.text)
+        if chunk and (len(chunk) >= max_records or size + record_size > max_bytes):
+            yield BatchMessage(
+                job_id=job_id,
+                batch_id=f"{job_id}:{seq:06d}",
+                source=source,
+                format=fmt,
+                records=chunk,
+            )
+            seq += 1
+            chunk, size = [], 0
+        chunk.append(record)
+        size += record_size
+    if chunk:
+        yield BatchMessage(
+            job_id=job_id,
+            batch_id=f"{job_id}:{seq:06d}",
+            source=source,
+            format=fmt,
+            records=chunk,
+        )
+
+
+def _records_if_any(records: Iterator[RawRecord], fmt: RecordFormat) -> Iterator[RawRecord] | None:
+    """``records`` unchanged, or None if the input holds no real record at all.
+
+    Junk before the first record is kept (it will be dead-lettered, not dropped), but an input
+    with nothing but junk is an error for the operator, and nothing of it is enqueued.
+    """
+    held: list[RawRecord] = []
+    for record in records:
+        held.append(record)
+        if _is_record(record, fmt):
+            break
+    else:
+        return None
+
+    def chained() -> Iterator[RawRecord]:
+        yield from held
+        yield from records
+
+    return chained()
+
+
+def enqueue(
+    paths: Iterable[str],
+    *,
+    settings: Settings,
+    jobs: JobStore,
+    publish: Publisher,
+    job_id: str | None = None,
+    max_records: int | None = None,
+    max_bytes: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    stdin: BinaryIO | None = None,
+) -> EnqueueResult:
+    """Enqueue every record of ``paths`` as one job.
+
+    :returns: per-source counts; ``result.errors`` lists inputs that held no MEDLINE record
+        (nothing of those was enqueued).
+    :raises ConfigurationError: an argument names nothing (before anything is enqueued).
+    :raises OSError: an input became unreadable while streaming; the job is marked failed and
+        what was already enqueued still runs.
+    """
+    inputs = resolve_inputs(paths, [p.strip() for p in settings.inbox_patterns.split(",")])
+    result = EnqueueResult(job_id=job_id or new_job_id())
+    jobs.start_job(result.job_id, inputs)
+    max_records = max_records or settings.batch_records
+    max_bytes = max_bytes or settings.batch_bytes
+    try:
+        for source in inputs:
+            source_result = SourceResult(source)
+            result.sources.append(source_result)
+            stream = (stdin or sys.stdin.buffer) if source == STDIN else open_source(source)
+            try:
+                fmt = sniff_format(stream)
+                records = _records_if_any(iter_records(stream, fmt), fmt)
+                if records is None:
+                    source_result.error = f"{source}: holds no MEDLINE or PubMed record"
+                    continue
+                for batch in iter_batches(
+                    records,
+                    job_id=result.job_id,
+                    source=source,
+                    fmt=fmt,
+                    max_records=max_records,
+                    max_bytes=max_bytes,
+                    first_seq=result.batches,
+                ):
+                    publish(batch)
+                    result.batches += 1
+                    result.records += len(batch.records)
+                    source_result.batches += 1
+                    source_result.records += len(batch.records)
+                    if on_progress is not None:
+                        on_progress(result.records, result.batches)
+            finally:
+                if source != STDIN:
+                    stream.close()
+    except BaseException as exc:
+        jobs.fail_job(result.job_id, f"producer stopped: {exc!r}")
+        raise
+    jobs.finish_enqueue(result.job_id, result.records, result.batches)
+    return result

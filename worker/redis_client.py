@@ -1,0 +1,55 @@
+"""The Redis connection for the program's own state (jobs, dead letters, ledger)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from worker.settings import Settings
+
+#: Seconds to wait for a Redis reply before treating the server as unreachable.
+SOCKET_TIMEOUT = 30.0
+#: Seconds to wait for a TCP connection to Redis.
+CONNECT_TIMEOUT = 10.0
+#: Reconnection attempts before an error reaches the caller: with the backoff capped at 5 s this
+#: rides out a Redis restart of a few minutes (append-only persistence keeps the data).
+RECONNECT_ATTEMPTS = 60
+#: Longest wait between two reconnection attempts, in seconds.
+RECONNECT_BACKOFF_CAP = 5.0
+
+
+def broker_url_with_password(settings: Settings) -> str:
+    """``settings.broker_url`` with ``MEDLINE_REDIS_PASSWORD`` put in, when it is set.
+
+    Celery and kombu read the password from the URL only; they mask it when they log the URL.
+    """
+    if settings.redis_password is None:
+        return settings.broker_url
+    parts = urlsplit(settings.broker_url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username or ""
+    secret = settings.redis_password.get_secret_value()
+    return urlunsplit(parts._replace(netloc=f"{user}:{secret}@{host}"))
+
+
+def make_redis(settings: Settings) -> redis.Redis:
+    """A Redis client for the broker database, with retry on connection errors.
+
+    :raises redis.ConnectionError: only when used, if the server cannot be reached.
+    """
+    kwargs: dict[str, object] = {
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=RECONNECT_BACKOFF_CAP), RECONNECT_ATTEMPTS),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+    if settings.broker_url.startswith("rediss://") and settings.redis_ca_file:
+        kwargs["ssl_ca_certs"] = settings.redis_ca_file
+        kwargs["ssl_cert_reqs"] = "required"
+    return redis.Redis.from_url(broker_url_with_password(settings), **kwargs)

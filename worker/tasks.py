@@ -1,0 +1,159 @@
+"""Celery tasks: unpack the message, call the plain functions, decide on retry.
+
+A task never fails: a batch is committed (indexed or dead-lettered), retried with backoff, or,
+once the retry budget is spent, committed whole to the ``exhausted`` dead-letter queue. A
+failed task would be acknowledged and its batch lost, so every exception is routed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from celery import Task
+from celery.exceptions import Reject, Retry
+from celery.signals import worker_process_init
+from pydantic import ValidationError
+
+from schemas.dead_letter import DeadLetter
+from schemas.messages import BatchMessage, RawRecord
+from worker.bulk_indexer import backoff_delay
+from worker.celery_app import INGEST_TASK, app
+from worker.index_admin import ensure_index
+from worker.jobs import BatchOutcome
+from worker.pipeline import BatchReport, exhausted_outcome, process_batch
+from worker.runtime import Runtime, get_runtime, reset_runtime
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two checks of the dead-letter high-water mark while paused.
+PAUSE_POLL = 5.0
+#: Job id given to a message that could not even be read as a batch.
+UNREADABLE_JOB = "unreadable"
+
+
+@worker_process_init.connect
+def _fresh_clients_after_fork(**_: Any) -> None:
+    # Sockets inherited from the parent would be shared by every child: start clean.
+    reset_runtime()
+
+
+def retry_delay(retries: int, settings: Settings) -> float | None:
+    """Seconds to wait before retry ``retries + 1`` of a batch, or None once the budget is spent.
+
+    The budget counts the nominal (unjittered) waits, so the default rides out an outage of at
+    least ``MEDLINE_BATCH_RETRY_BUDGET`` seconds.
+    """
+    spent = sum(
+        min(settings.batch_backoff_max, settings.batch_backoff_initial * 2**i)
+        for i in range(retries)
+    )
+    if spent >= settings.batch_retry_budget:
+        return None
+    nominal = min(settings.batch_backoff_max, settings.batch_backoff_initial * 2**retries)
+    # Half fixed, half jitter: spreads retries of many workers without shortening the budget.
+    return nominal / 2 + backoff_delay(retries, settings.batch_backoff_initial / 2, nominal / 2)
+
+
+def _wait_below_high_water(rt: Runtime) -> None:
+    """Hold this worker while the dead-letter queues are over the high-water mark.
+
+    Gives the batch back to the queue after half the visibility timeout, so a paused worker
+    never makes the broker think it died.
+    """
+    limit = rt.settings.dead_letter_high_water
+    held_since = time.monotonic()
+    while (total := rt.dead_letters.total()) >= limit:
+        reason = (
+            f"dead-letter queues hold {total} entries, at or over the high-water mark {limit} "
+            "(MEDLINE_DEAD_LETTER_HIGH_WATER); replay or purge them to resume"
+        )
+        rt.dead_letters.set_paused(reason)
+        log.warning("not taking new batches: %s", reason)
+        if time.monotonic() - held_since > rt.settings.visibility_timeout / 2:
+            raise Reject(reason, requeue=True)
+        time.sleep(PAUSE_POLL)
+
+
+def _dead_letter_unreadable(rt: Runtime, message: Any, exc: ValidationError) -> None:
+    text = orjson.dumps(message, default=str).decode()
+    entry = DeadLetter(
+        queue="malformed",
+        reason=f"message is not a batch: {exc.error_count()} problems, first: "
+        f"{exc.errors()[0]['msg']} at {'.'.join(map(str, exc.errors()[0]['loc']))}",
+        job_id=UNREADABLE_JOB,
+        batch_id=f"unreadable-{time.time_ns()}",
+        source="broker",
+        records=[RawRecord(offset=0, text=text)],
+    )
+    rt.jobs.commit_batch(UNREADABLE_JOB, entry.batch_id, BatchOutcome(dead_letters=[entry]))
+
+
+def _log_report(report: BatchReport, batch: BatchMessage, retries: int) -> None:
+    outcome = report.outcome
+    log.info(
+        "batch done",
+        extra={
+            "event": "batch_done",
+            "job_id": batch.job_id,
+            "batch_id": batch.batch_id,
+            "records": report.records,
+            "indexed": outcome.indexed,
+            "dead_lettered": outcome.dead_lettered_records,
+            "deleted": outcome.deleted,
+            "skipped_stale": outcome.skipped_stale,
+            "committed": report.committed,
+            "retries": retries,
+            "duration_s": round(report.duration_s, 4),
+        },
+    )
+
+
+@app.task(bind=True, name=INGEST_TASK, max_retries=None)
+def ingest_batch(self: Task, message: dict[str, Any]) -> None:
+    """Parse, validate and index one batch; see :func:`worker.pipeline.process_batch`."""
+    rt = get_runtime()
+    try:
+        batch = BatchMessage.model_validate(message)
+    except ValidationError as exc:
+        _dead_letter_unreadable(rt, message, exc)
+        return
+    _wait_below_high_water(rt)
+    retries = self.request.retries
+    try:
+        if not rt.index_ready:
+            ensure_index(rt.es, rt.settings)
+            rt.index_ready = True
+        report = process_batch(
+            batch, client=rt.es, jobs=rt.jobs, settings=rt.settings, attempt=retries
+        )
+    except (Retry, Reject):
+        raise
+    except Exception as exc:
+        delay = retry_delay(retries, rt.settings)
+        if delay is None:
+            reason = (
+                f"gave up after {retries} retries over the retry budget of "
+                f"{rt.settings.batch_retry_budget:.0f} s (MEDLINE_BATCH_RETRY_BUDGET); "
+                f"last error: {exc}"
+            )
+            log.error("batch %s exhausted: %s", batch.batch_id, reason)
+            rt.jobs.commit_batch(
+                batch.job_id, batch.batch_id, exhausted_outcome(batch, reason, retries + 1)
+            )
+            return
+        log.warning(
+            "batch %s: retry %d in %.1f s: %s",
+            batch.batch_id,
+            retries + 1,
+            delay,
+            exc,
+            extra={"event": "batch_retry", "job_id": batch.job_id, "batch_id": batch.batch_id},
+        )
+        if "index_not_found" in str(exc):
+            rt.index_ready = False
+        raise self.retry(exc=exc, countdown=delay) from exc
+    _log_report(report, batch, retries)
