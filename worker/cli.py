@@ -326,10 +326,12 @@ def parse(files: tuple[str, ...]) -> None:
                 max_bytes=settings.batch_bytes,
             )
             for batch in batches:
-                parsed, dead = parse_batch(batch, settings.max_record_bytes)
-                for record in parsed:
+                parsed = parse_batch(batch, settings.max_record_bytes)
+                for record in parsed.documents:
                     out.write(record.body + b"\n")
-                for entry in dead:
+                for deletion in parsed.deletions:
+                    out.write(orjson.dumps({"delete": deletion.pmid}) + b"\n")
+                for entry in parsed.dead_letters:
                     line = {
                         "source": entry.source,
                         "offset": entry.offset,

@@ -8,8 +8,8 @@ new index and an alias swap then switch readers and writers without downtime.
 from __future__ import annotations
 
 from elasticsearch import ApiError, Elasticsearch
-from schemas.index_template import TEMPLATE_VERSION, build_index_template
 
+from schemas.index_template import TEMPLATE_VERSION, build_index_template
 from worker.settings import Settings
 
 

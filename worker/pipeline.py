@@ -19,11 +19,18 @@ from typing import Any
 
 import orjson
 from elasticsearch import Elasticsearch
-from schemas.document import Document
 
 from schemas.dead_letter import DeadLetter, FieldError
+from schemas.deletion import Deletion
+from schemas.document import Document
 from schemas.messages import BatchMessage, RawRecord, RecordFormat
-from worker.bulk_indexer import BulkAction, BulkLimits, RequestObserver, bulk_write
+from worker.bulk_indexer import (
+    BulkAction,
+    BulkLimits,
+    RequestObserver,
+    TransientBulkError,
+    bulk_write,
+)
 from worker.documents import record_to_document
 from worker.errors import RecordError
 from worker.jobs import BatchOutcome, JobStore
@@ -34,8 +41,9 @@ log = logging.getLogger(__name__)
 #: Characters of an Elasticsearch error kept in a dead letter's reason.
 REASON_LIMIT = 500
 
-#: Turns one raw record of a format into a document; raises RecordError for bad input.
-RecordParser = Callable[[str], Document]
+#: Turns one raw record of a format into a document (or a deletion); raises RecordError for
+#: bad input.
+RecordParser = Callable[[str], Document | Deletion]
 
 
 def _parsers() -> dict[RecordFormat, RecordParser]:
@@ -61,6 +69,16 @@ class ParsedRecord:
     body: bytes
 
 
+@dataclass
+class ParsedBatch:
+    """The records of a batch after parsing: documents to write, citations to delete, and
+    dead letters for the rest."""
+
+    documents: list[ParsedRecord]
+    deletions: list[Deletion]
+    dead_letters: list[DeadLetter]
+
+
 def _utf8_size(text: str, limit: int) -> int:
     # UTF-8 takes at most 4 bytes a character: short texts need no encoding to be measured.
     if len(text) * 4 <= limit:
@@ -81,9 +99,7 @@ def _malformed(batch: BatchMessage, raw: RawRecord, reason: str, **extra: Any) -
     )
 
 
-def parse_batch(
-    batch: BatchMessage, max_record_bytes: int
-) -> tuple[list[ParsedRecord], list[DeadLetter]]:
+def parse_batch(batch: BatchMessage, max_record_bytes: int) -> ParsedBatch:
     """Parse and validate each record of the batch.
 
     Never raises for bad input: a record that is too large, not MEDLINE, or invalid becomes a
@@ -91,6 +107,7 @@ def parse_batch(
     """
     parse = PARSERS.get(batch.format)
     parsed: list[ParsedRecord] = []
+    deletions: list[Deletion] = []
     dead: list[DeadLetter] = []
     for raw in batch.records:
         size = _utf8_size(raw.text, max_record_bytes)
@@ -117,19 +134,23 @@ def parse_batch(
             log.exception("parser failed on a record of batch %s", batch.batch_id)
             dead.append(_malformed(batch, raw, f"internal parser error: {exc!r}"))
             continue
-        parsed.append(ParsedRecord(raw, document, orjson.dumps(document.index_body())))
-    return parsed, dead
+        if isinstance(document, Deletion):
+            deletions.append(document)
+        else:
+            parsed.append(ParsedRecord(raw, document, orjson.dumps(document.index_body())))
+    return ParsedBatch(parsed, deletions, dead)
 
 
 def index_records(
     client: Elasticsearch,
     index: str,
     batch: BatchMessage,
-    parsed: list[ParsedRecord],
+    parsed: ParsedBatch,
     limits: BulkLimits,
     observe: RequestObserver | None = None,
 ) -> BatchOutcome:
-    """Bulk-write the parsed records; return the outcome (rejections as dead letters).
+    """Bulk-write the documents and deletions; return the outcome (rejections as dead letters,
+    after the batch's malformed records).
 
     :raises TransientBulkError: see :func:`worker.bulk_indexer.bulk_write`.
     """
@@ -141,11 +162,20 @@ def index_records(
             version=record.document.revision_version(),
             ref=record,
         )
-        for record in parsed
+        for record in parsed.documents
     ]
+    actions += [BulkAction(op="delete", doc_id=d.pmid, ref=d) for d in parsed.deletions]
     result = bulk_write(client, index, actions, limits, observe=observe)
-    outcome = BatchOutcome(indexed=len(result.written), skipped_stale=len(result.stale))
+    outcome = BatchOutcome(
+        indexed=sum(1 for a in result.written if a.op == "index"),
+        deleted=sum(1 for a in result.written if a.op == "delete"),
+        skipped_stale=len(result.stale),
+        dead_letters=list(parsed.dead_letters),
+    )
     for action, status, error in result.rejected:
+        if action.op == "delete":
+            # A delete is refused only by a broken cluster (no mapping is involved): retry.
+            raise TransientBulkError(f"Elasticsearch refused to delete {action.doc_id}: {error}")
         record: ParsedRecord = action.ref
         reason = f"Elasticsearch refused the document ({status}): {error.get('type', 'error')}"
         if error.get("reason"):
@@ -231,7 +261,7 @@ def process_batch(
             batch.batch_id, records, outcome, committed, time.perf_counter() - started
         )
 
-    parsed, dead = parse_batch(batch, settings.max_record_bytes)
+    parsed = parse_batch(batch, settings.max_record_bytes)
     limits = BulkLimits(
         chunk_docs=settings.bulk_chunk_docs,
         chunk_bytes=settings.bulk_chunk_bytes,
@@ -240,7 +270,6 @@ def process_batch(
         backoff_max=settings.item_backoff_max,
     )
     outcome = index_records(client, settings.index, batch, parsed, limits, observe)
-    outcome.dead_letters[:0] = dead
     committed = jobs.commit_batch(batch.job_id, batch.batch_id, outcome)
     return BatchReport(
         batch.batch_id,
@@ -248,5 +277,5 @@ def process_batch(
         outcome,
         committed,
         time.perf_counter() - started,
-        parsed=len(parsed),
+        parsed=len(parsed.documents) + len(parsed.deletions),
     )
