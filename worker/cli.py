@@ -558,5 +558,27 @@ def search(query: str, size: int, as_json: bool) -> None:
         click.echo(f"  PMID {source['pmid']} ({year}) {source['title']}")
 
 
+# --- commands from other modules -----------------------------------------------------------------
+
+#: Modules that contribute commands, each through a ``COMMANDS`` list of click commands.
+COMMAND_MODULES = ("worker.cli_ops", "worker.cli_schedule")
+
+
+def _register_command_modules() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register_command_modules()
+
 if __name__ == "__main__":
     main()
