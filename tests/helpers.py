@@ -31,7 +31,9 @@ def wait_for(
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or condition}: {last!r}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what or condition}: {last!r}"
+    )
 
 
 def run_cli(

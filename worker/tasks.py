@@ -41,21 +41,17 @@ def _fresh_clients_after_fork(**_: Any) -> None:
     reset_runtime()
 
 
-def retry_delay(retries: int, settings: Settings) -> float | None:
-    """Seconds to wait before retry ``retries + 1`` of a batch, or None once the budget is spent.
-
-    The budget counts the nominal (unjittered) waits, so the default rides out an outage of at
-    least ``MEDLINE_BATCH_RETRY_BUDGET`` seconds.
-    """
-    spent = sum(
-        min(settings.batch_backoff_max, settings.batch_backoff_initial * 2**i)
-        for i in range(retries)
-    )
-    if spent >= settings.batch_retry_budget:
-        return None
+def retry_delay(retries: int, settings: Settings) -> float:
+    """Seconds to wait before retry ``retries + 1`` of a batch: exponential, capped, and half
+    jittered, which spreads the retries of many workers after an outage."""
     nominal = min(settings.batch_backoff_max, settings.batch_backoff_initial * 2**retries)
-    # Half fixed, half jitter: spreads retries of many workers without shortening the budget.
     return nominal / 2 + backoff_delay(retries, settings.batch_backoff_initial / 2, nominal / 2)
+
+
+def budget_spent(first_failure_at: float | None, now: float, settings: Settings) -> bool:
+    """Whether a batch failing since ``first_failure_at`` (epoch seconds) has used up its
+    retry budget (``MEDLINE_BATCH_RETRY_BUDGET`` seconds of wall-clock time)."""
+    return first_failure_at is not None and now - first_failure_at >= settings.batch_retry_budget
 
 
 def _wait_below_high_water(rt: Runtime) -> None:
@@ -113,8 +109,14 @@ def _log_report(report: BatchReport, batch: BatchMessage, retries: int) -> None:
 
 
 @app.task(bind=True, name=INGEST_TASK, max_retries=None)
-def ingest_batch(self: Task, message: dict[str, Any]) -> None:
-    """Parse, validate and index one batch; see :func:`worker.pipeline.process_batch`."""
+def ingest_batch(
+    self: Task, message: dict[str, Any], first_failure_at: float | None = None
+) -> None:
+    """Parse, validate and index one batch; see :func:`worker.pipeline.process_batch`.
+
+    :param first_failure_at: when the batch first failed as a whole (epoch seconds); carried
+        from retry to retry so the retry budget is measured in wall-clock time.
+    """
     rt = get_runtime()
     try:
         batch = BatchMessage.model_validate(message)
@@ -133,8 +135,8 @@ def ingest_batch(self: Task, message: dict[str, Any]) -> None:
     except (Retry, Reject):
         raise
     except Exception as exc:
-        delay = retry_delay(retries, rt.settings)
-        if delay is None:
+        now = time.time()
+        if budget_spent(first_failure_at, now, rt.settings):
             reason = (
                 f"gave up after {retries} retries over the retry budget of "
                 f"{rt.settings.batch_retry_budget:.0f} s (MEDLINE_BATCH_RETRY_BUDGET); "
@@ -145,6 +147,7 @@ def ingest_batch(self: Task, message: dict[str, Any]) -> None:
                 batch.job_id, batch.batch_id, exhausted_outcome(batch, reason, retries + 1)
             )
             return
+        delay = retry_delay(retries, rt.settings)
         log.warning(
             "batch %s: retry %d in %.1f s: %s",
             batch.batch_id,
@@ -155,5 +158,10 @@ def ingest_batch(self: Task, message: dict[str, Any]) -> None:
         )
         if "index_not_found" in str(exc):
             rt.index_ready = False
-        raise self.retry(exc=exc, countdown=delay) from exc
+        raise self.retry(
+            args=[message],
+            kwargs={"first_failure_at": first_failure_at or now},
+            exc=exc,
+            countdown=delay,
+        ) from exc
     _log_report(report, batch, retries)

@@ -1,0 +1,77 @@
+"""Settings from the environment, URL redaction, and credential safety of the ES client."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from worker.errors import ConfigurationError
+from worker.es_client import client_options
+from worker.redis_client import broker_url_with_password
+from worker.settings import Settings, redact_url
+from worker.tasks import budget_spent, retry_delay
+
+
+def test_settings_come_from_medline_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDLINE_INDEX", "pubmed")
+    monkeypatch.setenv("MEDLINE_BATCH_RECORDS", "42")
+    settings = Settings()
+    assert settings.index == "pubmed"
+    assert settings.batch_records == 42
+    assert settings.key("dlq", "malformed") == "medline:dlq:malformed"
+
+
+def test_bad_values_are_refused_with_the_field_named() -> None:
+    with pytest.raises(ValidationError, match="es_url"):
+        Settings(es_url="localhost:9200")
+    with pytest.raises(ValidationError, match="broker_url"):
+        Settings(broker_url="amqp://x")
+
+
+def test_secrets_never_show_in_repr() -> None:
+    settings = Settings(es_api_key="s3cr3t-key", redis_password="hunter2")
+    assert "s3cr3t" not in repr(settings)
+    assert "hunter2" not in str(settings)
+
+
+def test_redact_url() -> None:
+    assert redact_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
+    assert redact_url("https://u:pw@es:9200") == "https://u:***@es:9200"
+    assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_redis_password_goes_into_the_broker_url() -> None:
+    settings = Settings(broker_url="redis://h:6379/2", redis_password="pw")
+    assert broker_url_with_password(settings) == "redis://:pw@h:6379/2"
+
+
+def test_credentials_over_plain_http_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="plain http"):
+        client_options(Settings(es_url="http://es:9200", es_api_key="k"))
+    allowed = Settings(es_url="http://es:9200", es_api_key="k", es_allow_insecure_credentials=True)
+    assert client_options(allowed)["api_key"] == "k"
+    tls = client_options(Settings(es_url="https://es:9200", es_api_key="k", es_ca_file="/ca.pem"))
+    assert tls["ca_certs"] == "/ca.pem"
+    assert tls["verify_certs"] is True
+
+
+def test_username_without_password_is_a_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match="together"):
+        client_options(Settings(es_url="https://es:9200", es_username="elastic"))
+
+
+def test_retry_delays_grow_are_capped_and_jittered() -> None:
+    settings = Settings(batch_backoff_initial=2, batch_backoff_max=60)
+    first = [retry_delay(0, settings) for _ in range(50)]
+    assert all(1.0 <= d <= 2.0 for d in first)
+    assert len(set(first)) > 1
+    late = [retry_delay(20, settings) for _ in range(50)]
+    assert all(30.0 <= d <= 60.0 for d in late)
+
+
+def test_budget_is_wall_clock_time_since_the_first_failure() -> None:
+    settings = Settings()
+    assert settings.batch_retry_budget >= 600  # rides out at least ten minutes of outage
+    assert not budget_spent(None, 1e9, settings)
+    assert not budget_spent(1000.0, 1000.0 + settings.batch_retry_budget - 1, settings)
+    assert budget_spent(1000.0, 1000.0 + settings.batch_retry_budget, settings)
