@@ -51,13 +51,16 @@ def services() -> None:
     try:
         redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=5).ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis on {REDIS_HOST}:{REDIS_PORT} not reachable ({exc}); "
-                    "run deploy/local/services up")
+        pytest.fail(
+            f"Redis on {REDIS_HOST}:{REDIS_PORT} not reachable ({exc}); "
+            "run deploy/local/services up"
+        )
     try:
         Elasticsearch(ES_URL, request_timeout=10).cluster.health()
     except Exception as exc:
-        pytest.fail(f"Elasticsearch at {ES_URL} not reachable ({exc}); "
-                    "run deploy/local/services up")
+        pytest.fail(
+            f"Elasticsearch at {ES_URL} not reachable ({exc}); run deploy/local/services up"
+        )
 
 
 @dataclass
