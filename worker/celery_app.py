@@ -38,6 +38,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration for ``settings``."""
     transport: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout,
+        # Look for abandoned batches (their worker vanished) every tenth of the visibility
+        # timeout, and really scan each time: kombu's default sweep is ~100 s apart.
+        "unacked_restore_interval": max(1, min(60, settings.visibility_timeout // 10)),
+        "unacked_restore_throttle": 1,
         "socket_timeout": 30,
         "socket_connect_timeout": 10,
         "retry_on_timeout": True,
