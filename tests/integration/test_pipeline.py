@@ -1,0 +1,259 @@
+"""End to end through the real broker, real worker processes and the real Elasticsearch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from schemas.job import JobSummary
+from tests.helpers import DATA, run_cli, wait_for
+from tests.integration.conftest import Stack, WorkerFactory
+from tests.records import MALFORMED, medline_record, write_records
+
+#: Seconds a whole job may take in these tests before they fail.
+JOB_TIMEOUT = 300
+
+
+def enqueue_and_wait(stack: Stack, *args: str, env: dict[str, str] | None = None) -> dict:
+    proc = run_cli(
+        "enqueue",
+        *args,
+        "--wait",
+        "--timeout",
+        str(JOB_TIMEOUT),
+        env={**stack.env, **(env or {})},
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def job(stack: Stack, job_id: str) -> JobSummary:
+    summary = stack.jobs.get(job_id)
+    assert summary is not None, f"no job {job_id}"
+    return summary
+
+
+def test_sample_file_is_indexed_and_every_pmid_found(stack: Stack, workers: WorkerFactory) -> None:
+    workers.start(concurrency=2)
+    sample = DATA / "sample.medline"
+    pmids = re.findall(r"^PMID- (\d+)", sample.read_text(), flags=re.MULTILINE)
+    assert len(pmids) >= 20
+
+    summary = enqueue_and_wait(stack, str(sample))
+
+    assert summary["records"] == len(pmids)
+    assert summary["indexed"] == len(pmids)
+    assert summary["dead_lettered"] == 0
+    for pmid in pmids:
+        doc = stack.es.get(index=stack.settings.index, id=pmid)
+        assert doc["_source"]["pmid"] == pmid
+    assert stack.count() == len(set(pmids))
+    # Written through the alias into the versioned index from the template.
+    aliases = stack.es.indices.get_alias(name=stack.settings.index)
+    assert list(aliases) == [f"{stack.settings.index}-v1"] or all(
+        name.startswith(f"{stack.settings.index}-v") for name in aliases
+    )
+
+
+def test_mixed_file_accounts_for_every_record(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    valid = [medline_record(1000 + i) for i in range(40)]
+    records = [*valid[:10], MALFORMED["no title"], *valid[10:30]]
+    records += [MALFORMED["pmid not digits"], *valid[30:]]
+    path = write_records(tmp_path / "mixed.txt", records)
+    workers.start()
+
+    summary = enqueue_and_wait(stack, str(path), "--batch-records", "7")
+
+    assert summary["records"] == 42
+    assert summary["indexed"] == 40
+    assert summary["dead_lettered"] == 2
+    assert summary["indexed"] + summary["dead_lettered"] == summary["records"]
+    assert stack.count() == 40
+    entries = list(stack.dead_letters.iter_entries("malformed"))
+    assert len(entries) == 2
+    raw = path.read_bytes()
+    for entry in entries:
+        (record,) = entry.records
+        assert record.text.strip() in MALFORMED.values()
+        # The byte offset points at the record in its file.
+        assert raw[record.offset :].startswith(record.text.strip().encode())
+        assert entry.source == str(path)
+        assert entry.job_id == summary["job_id"]
+        assert entry.batch_id.startswith(summary["job_id"])
+        assert entry.reason
+    no_title = next(e for e in entries if "99000001" in e.records[0].text)
+    assert no_title.pmid == "99000001"
+    assert any("title" in error.field for error in no_title.errors)
+
+
+def test_same_pmid_in_two_batches_is_one_document(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    records = [medline_record(5000, title=f"Version {i} of the same citation.") for i in range(3)]
+    records += [medline_record(5001)]
+    path = write_records(tmp_path / "dupes.txt", records)
+    workers.start()
+
+    summary = enqueue_and_wait(stack, str(path), "--batch-records", "1")
+
+    assert summary["records"] == 4
+    assert summary["indexed"] + summary["dead_lettered"] == 4
+    assert stack.pmids() == ["5000", "5001"]
+
+
+def test_record_over_the_size_limit_is_dead_lettered_and_its_batch_indexed(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    big_title = "Large " + "x" * 20_000 + "."
+    records = [medline_record(7000 + i) for i in range(4)] + [medline_record(7100, big_title)]
+    path = write_records(tmp_path / "big.txt", records)
+    workers.start(MEDLINE_MAX_RECORD_BYTES="8192")
+
+    summary = enqueue_and_wait(stack, str(path))
+
+    assert summary["indexed"] == 4
+    assert summary["dead_lettered"] == 1
+    (entry,) = stack.dead_letters.iter_entries("malformed")
+    assert "too large" in entry.reason
+    assert "7100" in entry.records[0].text
+    assert stack.pmids() == ["7000", "7001", "7002", "7003"]
+
+
+def test_replay_after_the_cause_is_fixed_indexes_and_empties_the_queue(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    records = [medline_record(8000 + i, "Long " + "y" * 9000 + ".") for i in range(3)]
+    records += [medline_record(8100)]
+    path = write_records(tmp_path / "replay.txt", records)
+    strict = workers.start(MEDLINE_MAX_RECORD_BYTES="4096")
+    summary = enqueue_and_wait(stack, str(path))
+    assert summary["dead_lettered"] == 3
+    assert stack.dead_letters.counts()["malformed"] == 3
+
+    # The fix: a worker with a larger limit.
+    strict.terminate()
+    workers.start(MEDLINE_MAX_RECORD_BYTES="1048576")
+    proc = run_cli("dlq", "replay", "--queue", "malformed", "--wait", env=stack.env, check=True)
+    replayed = json.loads(proc.stdout)
+
+    assert replayed["records"] == 3
+    assert replayed["indexed"] == 3
+    assert stack.dead_letters.counts()["malformed"] == 0
+    assert stack.pmids() == ["8000", "8001", "8002", "8100"]
+
+
+def test_bad_paths_are_one_line_errors_and_enqueue_nothing(stack: Stack, tmp_path: Path) -> None:
+    missing = run_cli("enqueue", str(tmp_path / "nope.txt"), env=stack.env)
+    assert missing.returncode == 2
+    assert missing.stderr.decode().strip().count("\n") == 0
+    assert "no such file" in missing.stderr.decode()
+    assert "Traceback" not in missing.stderr.decode()
+
+    junk = tmp_path / "junk.txt"
+    junk.write_text("this is not MEDLINE\nat all\n")
+    proc = run_cli("enqueue", str(junk), env=stack.env)
+    assert proc.returncode == 2
+    assert "holds no MEDLINE" in proc.stderr.decode()
+    assert stack.queue_depth() == 0
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_worker_killed_mid_batch_loses_and_duplicates_nothing(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    total = 3000
+    path = write_records(tmp_path / "many.txt", (medline_record(200_000 + i) for i in range(total)))
+    first = workers.start(concurrency=2)
+    proc = run_cli("enqueue", str(path), "--batch-records", "100", env=stack.env, check=True)
+    job_id = proc.stdout.decode().strip()
+
+    # Kill while batches are in flight (taken, not acknowledged) and some are already done.
+    wait_for(
+        lambda: job(stack, job_id).indexed >= 300 and stack.redis.hlen("unacked") > 0,
+        timeout=JOB_TIMEOUT,
+        interval=0.05,
+        what="a job half done with batches in flight",
+    )
+    first.kill()
+    assert job(stack, job_id).state != "completed"
+
+    workers.start(concurrency=2)
+    done = wait_for(
+        lambda: (s := job(stack, job_id)).state == "completed" and s,
+        timeout=JOB_TIMEOUT,
+        what="the job to complete after the restart",
+    )
+    assert done.records == total
+    assert done.indexed == total
+    assert done.dead_lettered == 0
+    assert stack.count() == total
+
+
+def test_batch_that_keeps_killing_its_worker_goes_to_exhausted(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    path = write_records(
+        tmp_path / "poison.txt", (medline_record(300_000 + i) for i in range(3000))
+    )
+    worker = workers.start(concurrency=1, MEDLINE_MAX_DELIVERIES="2")
+    proc = run_cli("enqueue", str(path), "--batch-records", "5000", env=stack.env, check=True)
+    job_id = proc.stdout.decode().strip()
+    deliveries_key = stack.settings.key("job", job_id, "deliveries")
+
+    def deliveries() -> int:
+        return sum(int(v) for v in stack.redis.hvals(deliveries_key))
+
+    # Play the poison: kill the pool process each time it takes the batch.
+    for n in (1, 2):
+        wait_for(
+            lambda n=n: deliveries() >= n, timeout=JOB_TIMEOUT, interval=0.02, what=f"delivery {n}"
+        )
+        for child in _children(worker.proc.pid):
+            os.kill(child, signal.SIGKILL)
+
+    done = wait_for(
+        lambda: (s := job(stack, job_id)).state == "completed" and s,
+        timeout=JOB_TIMEOUT,
+        what="the poison batch to be given up",
+    )
+    assert done.dead_lettered_by_queue["exhausted"] == 3000
+    (entry,) = stack.dead_letters.iter_entries("exhausted")
+    assert "delivered 2 times" in entry.reason
+    assert len(entry.records) == 3000
+    assert worker.proc.poll() is None  # the worker itself survived
+
+
+@pytest.mark.parametrize("queue", ["malformed"])
+def test_dlq_commands_show_export_and_purge(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path, queue: str
+) -> None:
+    path = write_records(tmp_path / "bad.txt", [MALFORMED["no title"], medline_record(9000)])
+    workers.start()
+    enqueue_and_wait(stack, str(path))
+
+    listing = json.loads(run_cli("dlq", "list", "--json", env=stack.env, check=True).stdout)
+    assert listing["counts"][queue] == 1
+    entry_id = listing["entries"][queue][0]["id"]
+    shown = json.loads(run_cli("dlq", "show", entry_id, "--json", env=stack.env, check=True).stdout)
+    assert shown["records"][0]["text"].startswith("PMID- 99000001")
+
+    out = tmp_path / "dlq.ndjson"
+    run_cli("dlq", "export", "--output", str(out), env=stack.env, check=True)
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [entry_id]
+
+    refused = run_cli("dlq", "purge", queue, env=stack.env)
+    assert refused.returncode == 2
+    assert stack.dead_letters.counts()[queue] == 1
+    run_cli("dlq", "purge", queue, "--yes", env=stack.env, check=True)
+    assert stack.dead_letters.counts()[queue] == 0
