@@ -1,0 +1,142 @@
+"""The producer: argument resolution, batching by count and bytes, jobs, no-record inputs."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import fakeredis
+import pytest
+
+from schemas.messages import BatchMessage, RawRecord
+from tests.records import medline_record, write_records
+from worker.errors import ConfigurationError
+from worker.jobs import JobStore
+from worker.producer import enqueue, iter_batches, resolve_inputs
+from worker.settings import Settings
+
+PATTERNS = ["*.txt", "*.gz"]
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(key_prefix="t", batch_records=3, batch_bytes=1_000_000)
+
+
+@pytest.fixture
+def jobs(settings: Settings) -> JobStore:
+    return JobStore(fakeredis.FakeRedis(), settings)
+
+
+def test_resolve_files_dirs_globs_and_stdin(tmp_path: Path) -> None:
+    (tmp_path / "b.txt").write_text("x")
+    (tmp_path / "a.txt").write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.gz").write_bytes(b"x")
+    (tmp_path / "notes.md").write_text("x")
+    (tmp_path / ".hidden.txt").write_text("x")
+    assert resolve_inputs([str(tmp_path)], PATTERNS) == [
+        str(tmp_path / "a.txt"),
+        str(tmp_path / "b.txt"),
+        str(tmp_path / "sub" / "c.gz"),
+    ]
+    assert resolve_inputs([str(tmp_path / "*.txt"), "-"], PATTERNS) == [
+        str(tmp_path / "a.txt"),
+        str(tmp_path / "b.txt"),
+        "-",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [("missing.txt", "no such file"), ("*.nothing", "no file matches")],
+)
+def test_resolve_refuses_what_names_nothing(tmp_path: Path, arg: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        resolve_inputs([str(tmp_path / arg)], PATTERNS)
+
+
+def test_empty_directory_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="holds no file"):
+        resolve_inputs([str(tmp_path)], PATTERNS)
+
+
+def records(n: int, size: int = 10) -> list[RawRecord]:
+    return [RawRecord(offset=i * 100, text="x" * size) for i in range(n)]
+
+
+def test_batches_are_bounded_by_count_and_bytes() -> None:
+    by_count = list(
+        iter_batches(
+            records(7), job_id="j", source="s", fmt="medline", max_records=3, max_bytes=10**6
+        )
+    )
+    assert [len(b.records) for b in by_count] == [3, 3, 1]
+    assert [b.batch_id for b in by_count] == ["j:000000", "j:000001", "j:000002"]
+    by_bytes = list(
+        iter_batches(
+            records(7), job_id="j", source="s", fmt="medline", max_records=100, max_bytes=25
+        )
+    )
+    assert [len(b.records) for b in by_bytes] == [2, 2, 2, 1]
+    assert [r.offset for b in by_bytes for r in b.records] == [r.offset for r in records(7)]
+
+
+def test_enqueue_publishes_every_record_once_with_offsets(
+    tmp_path: Path, settings: Settings, jobs: JobStore
+) -> None:
+    texts = [medline_record(100 + i) for i in range(8)]
+    plain = write_records(tmp_path / "a.txt", texts[:5])
+    packed = tmp_path / "b.txt.gz"
+    packed.write_bytes(gzip.compress(("\n\n".join(texts[5:]) + "\n").encode()))
+    sent: list[BatchMessage] = []
+
+    result = enqueue([str(plain), str(packed)], settings=settings, jobs=jobs, publish=sent.append)
+
+    assert result.records == 8
+    assert result.batches == len(sent) == 4  # 3 + 2 from a.txt, 3 from b.txt.gz
+    assert {b.job_id for b in sent} == {result.job_id}
+    assert len({b.batch_id for b in sent}) == 4
+    raw = plain.read_bytes()
+    for record in (r for b in sent if b.source == str(plain) for r in b.records):
+        assert raw[record.offset :].startswith(record.text.strip().encode())
+    summary = jobs.get(result.job_id)
+    assert summary is not None
+    assert (summary.records, summary.batches, summary.state) == (8, 4, "running")
+
+
+def test_input_without_any_record_is_an_error_and_sends_nothing(
+    tmp_path: Path, settings: Settings, jobs: JobStore
+) -> None:
+    junk = tmp_path / "junk.txt"
+    junk.write_text("hello\nthis is not medline\n")
+    good = write_records(tmp_path / "good.txt", [medline_record(1)])
+    sent: list[BatchMessage] = []
+
+    result = enqueue([str(junk), str(good)], settings=settings, jobs=jobs, publish=sent.append)
+
+    assert result.errors == [f"{junk}: holds no MEDLINE or PubMed record"]
+    assert [b.source for b in sent] == [str(good)]
+    assert result.records == 1
+
+
+def test_junk_before_the_first_record_is_kept_not_dropped(
+    tmp_path: Path, settings: Settings, jobs: JobStore
+) -> None:
+    path = tmp_path / "lead.txt"
+    path.write_text("Exported by some tool\n\n" + medline_record(5) + "\n")
+    sent: list[BatchMessage] = []
+    result = enqueue([str(path)], settings=settings, jobs=jobs, publish=sent.append)
+    texts = [r.text for b in sent for r in b.records]
+    assert result.records == 2
+    assert texts[0].strip() == "Exported by some tool"
+
+
+def test_stdin_is_streamed(settings: Settings, jobs: JobStore) -> None:
+    data = ("\n\n".join(medline_record(i) for i in range(4)) + "\n").encode()
+    sent: list[BatchMessage] = []
+    stdin = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
+    result = enqueue(["-"], settings=settings, jobs=jobs, publish=sent.append, stdin=stdin)
+    assert result.records == 4
+    assert {b.source for b in sent} == {"-"}
