@@ -119,6 +119,11 @@ def _celery_publisher(settings: Settings) -> Callable[[BatchMessage], None]:
 @click.option("--batch-bytes", type=click.IntRange(min=1024), help="Raw bytes per batch.")
 @click.option("--job-id", help="Use this job id instead of a generated one.")
 @click.option(
+    "--tune-index",
+    is_flag=True,
+    help="With --wait: turn off index refresh and replicas during the load, restore after.",
+)
+@click.option(
     "--timeout", type=click.FloatRange(min=0), help="With --wait: give up after this many seconds."
 )
 def enqueue(
@@ -128,6 +133,7 @@ def enqueue(
     batch_records: int | None,
     batch_bytes: int | None,
     job_id: str | None,
+    tune_index: bool,
     timeout: float | None,
 ) -> None:
     """Enqueue the records of PATHS as one job.
@@ -136,12 +142,31 @@ def enqueue(
     (searched for MEDLINE_INBOX_PATTERNS); globs ('data/*.gz', '**' recurses); or - for stdin.
     Prints the job id; with --wait, a progress bar and a JSON summary at the end.
     """
-    from worker.index_admin import ensure_index
+    from contextlib import nullcontext
+
+    from worker.index_admin import bulk_load_tuning, ensure_index
+
+    if tune_index and not wait:
+        fail("--tune-index needs --wait (the settings are restored when the job completes)")
+    rt = _runtime()
+    ensure_index(rt.es, rt.settings)
+    with bulk_load_tuning(rt.es, rt.settings.index) if tune_index else nullcontext():
+        _enqueue(rt, paths, wait, strict, batch_records, batch_bytes, job_id, timeout)
+
+
+def _enqueue(
+    rt: Any,
+    paths: tuple[str, ...],
+    wait: bool,
+    strict: bool,
+    batch_records: int | None,
+    batch_bytes: int | None,
+    job_id: str | None,
+    timeout: float | None,
+) -> None:
     from worker.producer import enqueue as enqueue_paths
 
-    rt = _runtime()
     settings = rt.settings
-    ensure_index(rt.es, settings)
     progress = _EnqueueProgress(enabled=wait and sys.stderr.isatty())
     result = enqueue_paths(
         paths,

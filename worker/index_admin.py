@@ -7,6 +7,9 @@ new index and an alias swap then switch readers and writers without downtime.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from elasticsearch import ApiError, Elasticsearch
 
 from schemas.index_template import TEMPLATE_VERSION, build_index_template
@@ -60,3 +63,36 @@ def delete_index(client: Elasticsearch, alias: str) -> None:
     except ApiError as exc:
         if exc.meta.status != 404:
             raise
+
+
+#: Index settings applied during a bulk load: no periodic refresh, no replicas to copy to.
+BULK_LOAD_SETTINGS = {"refresh_interval": "-1", "number_of_replicas": 0}
+
+
+def write_index(client: Elasticsearch, alias: str) -> str:
+    """The concrete index that writes to ``alias`` go to."""
+    current = client.indices.get_alias(name=alias)
+    for name, spec in current.items():
+        if spec["aliases"][alias].get("is_write_index"):
+            return name
+    return next(iter(current))
+
+
+@contextmanager
+def bulk_load_tuning(client: Elasticsearch, alias: str) -> Iterator[None]:
+    """Turn off refresh and replicas on the alias's write index for a bulk load, and restore
+    the previous values afterwards, also when the load fails. A refresh runs at the end so the
+    documents are searchable at once.
+
+    :raises elasticsearch.ApiError: the settings could not be changed (nothing to restore then).
+    """
+    index = write_index(client, alias)
+    current = client.indices.get_settings(index=index)[index]["settings"]["index"]
+    previous = {key: current.get(key) for key in BULK_LOAD_SETTINGS}
+    client.indices.put_settings(index=index, settings={"index": BULK_LOAD_SETTINGS})
+    try:
+        yield
+    finally:
+        # None resets a setting to its default, which is what an unset value meant.
+        client.indices.put_settings(index=index, settings={"index": previous})
+        client.indices.refresh(index=index)
