@@ -1,0 +1,423 @@
+"""End-to-end throughput against Elasticsearch's own bulk ceiling and a naive script.
+
+Run on demand, against the local services (``deploy/local/services up``)::
+
+    python tests/benchmarks/bench_pipeline.py [--records 100000] [--workers 2]
+
+In one run, on one machine, into fresh indices with the same template, it measures:
+
+(a) ceiling: the same documents, already serialised, posted with ``_bulk`` by a minimal
+    loader (concurrent requests) at the best batch size it finds;
+(b) naive: one process, ``Bio.Medline.parse`` plus ``elasticsearch.helpers.bulk`` with its
+    defaults;
+(c) this project: ``medline-ingest enqueue`` plus K worker processes until the job completes;
+
+and prints records/s, the ratios c/a and c/b, worker CPU time per record, and peak memory of the
+producer and of each worker process. Then how throughput changes with worker processes and
+batch size, and how the producer's peak memory changes with input size. It prints figures; it
+never passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from elasticsearch import Elasticsearch, helpers
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.benchmarks.corpus import write_corpus, write_corpus_of_size  # noqa: E402
+from worker.documents import record_to_document  # noqa: E402
+from worker.index_admin import bulk_load_tuning, delete_index, ensure_index  # noqa: E402
+from worker.jobs import JobStore  # noqa: E402
+from worker.medline_text import iter_raw_records, open_source  # noqa: E402
+from worker.redis_client import make_redis  # noqa: E402
+from worker.settings import Settings  # noqa: E402
+
+#: Bulk sizes the ceiling loader tries before its full run.
+CEILING_BATCH_SIZES = (250, 500, 1000, 2000)
+#: Concurrent _bulk requests of the ceiling loader (as many as the CPUs, like a tuned loader).
+CEILING_CONCURRENCY = max(2, os.cpu_count() or 2)
+#: Documents per probe of a ceiling batch size.
+PROBE_DOCS = 20_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# --- process measurements -------------------------------------------------------------------
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a live process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+class PeakWatcher:
+    """Samples a process's VmHWM until it exits (VmHWM only grows, so the last sample holds)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0.0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.peak = max(self.peak, peak_rss_mb(self.pid))
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            time.sleep(0.05)
+
+    def join(self) -> float:
+        self._thread.join(timeout=5)
+        return self.peak
+
+
+# --- the three contenders -------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    name: str
+    records: int
+    seconds: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+def serialise_corpus(path: Path) -> list[tuple[str, bytes]]:
+    """(pmid, document JSON) for every record, with this project's parser (outside timing)."""
+    out = []
+    with open_source(path) as stream:
+        for raw in iter_raw_records(stream):
+            document = record_to_document(raw.text)
+            out.append((document.pmid, orjson.dumps(document.index_body())))
+    return out
+
+
+def chunks(docs: list[tuple[str, bytes]], size: int) -> Iterator[list[tuple[str, bytes]]]:
+    for start in range(0, len(docs), size):
+        yield docs[start : start + size]
+
+
+def post_all(es: Elasticsearch, index: str, docs: list[tuple[str, bytes]], size: int) -> float:
+    """Post pre-serialised documents with concurrent _bulk requests; returns seconds taken."""
+    bodies = [
+        b"".join(b'{"index":{"_id":"%s"}}\n%s\n' % (pmid.encode(), body) for pmid, body in chunk)
+        for chunk in chunks(docs, size)
+    ]
+    queue = list(reversed(bodies))
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def loader() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                body = queue.pop()
+            response = es.bulk(operations=body, index=index, request_timeout=120)
+            if response["errors"]:
+                errors.append(str(response["items"][0]))
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=loader) for _ in range(CEILING_CONCURRENCY)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"ceiling loader got errors: {errors[:3]}")
+    return elapsed
+
+
+def fresh_alias(es: Elasticsearch, settings: Settings, prefix: str) -> str:
+    alias = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
+    ensure_index(es, settings, alias)
+    return alias
+
+
+def run_ceiling(es: Elasticsearch, settings: Settings, docs: list[tuple[str, bytes]]) -> Run:
+    best_size, best_rate = CEILING_BATCH_SIZES[0], 0.0
+    probe = docs[:PROBE_DOCS]
+    for size in CEILING_BATCH_SIZES:
+        alias = fresh_alias(es, settings, "probe")
+        try:
+            with bulk_load_tuning(es, alias):
+                rate = len(probe) / post_all(es, alias, probe, size)
+        finally:
+            delete_index(es, alias)
+        print(f"    ceiling probe: bulk size {size:>5}: {rate:8.0f} docs/s", flush=True)
+        if rate > best_rate:
+            best_size, best_rate = size, rate
+    alias = fresh_alias(es, settings, "ceiling")
+    try:
+        with bulk_load_tuning(es, alias):
+            seconds = post_all(es, alias, docs, best_size)
+        count = es.count(index=alias)["count"]
+    finally:
+        delete_index(es, alias)
+    assert count == len({pmid for pmid, _ in docs}), f"ceiling indexed {count}"
+    return Run(
+        "(a) ceiling: pre-serialised _bulk",
+        len(docs),
+        seconds,
+        f"bulk size {best_size} x{CEILING_CONCURRENCY} concurrent",
+    )
+
+
+def run_naive(es: Elasticsearch, path: Path, records: int) -> Run:
+    from Bio import Medline
+
+    index = f"bench-naive-{uuid.uuid4().hex[:8]}"
+
+    def actions() -> Iterator[dict]:
+        with open(path, encoding="utf-8") as handle:
+            for record in Medline.parse(handle):
+                yield {"_index": index, "_id": record["PMID"], "_source": dict(record)}
+
+    started = time.perf_counter()
+    ok, _ = helpers.bulk(es, actions())
+    seconds = time.perf_counter() - started
+    es.indices.delete(index=index)
+    return Run("(b) naive: Bio.Medline + helpers.bulk", ok, seconds, "one process, defaults")
+
+
+@dataclass
+class PipelineRun(Run):
+    worker_cpu_per_record_ms: float = 0.0
+    producer_peak_mb: float = 0.0
+    worker_peaks_mb: tuple[float, ...] = ()
+
+
+def bench_env(settings: Settings, alias: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MEDLINE_BROKER_URL": settings.broker_url,
+        "MEDLINE_ES_URL": settings.es_url,
+        "MEDLINE_INDEX": alias,
+        "MEDLINE_INGEST_QUEUE": alias,
+        "MEDLINE_KEY_PREFIX": alias,
+        "MEDLINE_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def start_workers(env: dict[str, str], processes: int, log: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "worker",
+            "-c",
+            str(processes),
+            "-n",
+            f"bench-{uuid.uuid4().hex[:6]}@%h",
+        ],
+        env={**env, "MEDLINE_LOG_LEVEL": "INFO"},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 120
+    while " ready." not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    return proc
+
+
+def run_pipeline(
+    settings: Settings,
+    es: Elasticsearch,
+    path: Path,
+    records: int,
+    processes: int,
+    batch_records: int,
+    workdir: Path,
+) -> PipelineRun:
+    alias = fresh_alias(es, settings, "pipeline")
+    env = bench_env(settings, alias)
+    workers = start_workers(env, processes, workdir / f"worker-{alias}.log")
+    pool = children(workers.pid)
+    cpu_before = sum(cpu_seconds(p) for p in [workers.pid, *pool])
+    try:
+        started = time.perf_counter()
+        producer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "enqueue",
+                str(path),
+                "--wait",
+                "--tune-index",
+                "--batch-records",
+                str(batch_records),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+        watcher = PeakWatcher(producer.pid)
+        out, _ = producer.communicate()
+        seconds = time.perf_counter() - started
+        producer_peak = watcher.join()
+        if producer.returncode != 0:
+            raise RuntimeError(f"enqueue exited {producer.returncode}")
+        summary = orjson.loads(out)
+        pool = children(workers.pid)
+        cpu = sum(cpu_seconds(p) for p in [workers.pid, *pool]) - cpu_before
+        peaks = tuple(peak_rss_mb(p) for p in [workers.pid, *pool])
+    finally:
+        os.killpg(workers.pid, signal.SIGTERM)
+        workers.wait(timeout=120)
+        delete_index(es, alias)
+        redis_client = make_redis(settings)
+        for key in redis_client.scan_iter(match=f"{alias}*"):
+            redis_client.delete(key)
+    if summary["indexed"] != records:
+        raise RuntimeError(f"pipeline indexed {summary['indexed']} of {records}: {summary}")
+    return PipelineRun(
+        f"(c) medline-ingest, {processes} worker processes",
+        records,
+        seconds,
+        f"batch {batch_records}",
+        worker_cpu_per_record_ms=cpu / records * 1000,
+        producer_peak_mb=producer_peak,
+        worker_peaks_mb=peaks,
+    )
+
+
+def producer_peak_for_size(settings: Settings, es: Elasticsearch, size_mb: int, tmp: Path) -> str:
+    """Enqueue a corpus of ``size_mb`` (no workers) and report the producer's peak memory."""
+    path = tmp / f"corpus-{size_mb}mb.txt"
+    count = write_corpus_of_size(path, size_mb * 1024 * 1024)
+    alias = fresh_alias(es, settings, "producer")
+    env = bench_env(settings, alias)
+    started = time.perf_counter()
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "enqueue", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    watcher = PeakWatcher(producer.pid)
+    producer.wait()
+    seconds = time.perf_counter() - started
+    peak = watcher.join()
+    redis_client = make_redis(settings)
+    jobs = JobStore(redis_client, Settings(key_prefix=alias))
+    enqueued = sum(j.records for j in jobs.recent(5))
+    for key in redis_client.scan_iter(match=f"{alias}*"):
+        redis_client.delete(key)
+    delete_index(es, alias)
+    path.unlink()
+    return (
+        f"  {size_mb:>5} MB input ({count} records, {enqueued} enqueued): producer peak "
+        f"{peak:6.1f} MiB, {size_mb / seconds:5.1f} MB/s"
+    )
+
+
+def announced(label: str, fn: Callable[[], Run]) -> Run:
+    print(f"  running {label} ...", flush=True)
+    return fn()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=100_000, help="corpus size (records)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for (c)")
+    parser.add_argument("--batch-records", type=int, default=500, help="records per batch for (c)")
+    parser.add_argument("--scaling-records", type=int, default=20_000)
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--memory-sizes", default="100,1024", help="producer input sizes, MB")
+    args = parser.parse_args()
+
+    settings = Settings()
+    es = Elasticsearch(settings.es_url, request_timeout=120)
+    es.cluster.health(wait_for_status="yellow", timeout="30s")
+    with tempfile.TemporaryDirectory(prefix="medline-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        corpus = write_corpus(tmp / "corpus.txt", args.records)
+        size_mb = corpus.stat().st_size / 1024 / 1024
+        print(f"corpus: {args.records} records, {size_mb:.0f} MB, {os.cpu_count()} CPUs")
+        docs = serialise_corpus(corpus)
+
+        ceiling = announced("ceiling", lambda: run_ceiling(es, settings, docs))
+        del docs
+        naive = announced("naive", lambda: run_naive(es, corpus, args.records))
+        ours = run_pipeline(
+            settings, es, corpus, args.records, args.workers, args.batch_records, tmp
+        )
+        assert isinstance(ours, PipelineRun)
+
+        print()
+        print(f"{'':<46}{'records/s':>12}  {'seconds':>8}  note")
+        for run in (ceiling, naive, ours):
+            print(f"{run.name:<46}{run.rate:>12.0f}  {run.seconds:>8.1f}  {run.note}")
+        print()
+        print(f"c/a = {ours.rate / ceiling.rate:.2f}   (target >= 0.8)")
+        print(f"c/b = {ours.rate / naive.rate:.2f}   (target >= 2)")
+        print(f"worker CPU time per record: {ours.worker_cpu_per_record_ms:.3f} ms")
+        print(f"producer peak memory: {ours.producer_peak_mb:.1f} MiB")
+        peaks = ", ".join(f"{p:.0f}" for p in ours.worker_peaks_mb)
+        print(f"worker peak memory (main, pool...): {peaks} MiB")
+
+        if not args.skip_scaling:
+            print()
+            print("scaling (records/s):")
+            small = write_corpus(tmp / "small.txt", args.scaling_records, seed=7)
+            for processes in (1, 2, 4):
+                for batch in (100, 500, 2000):
+                    run = run_pipeline(
+                        settings, es, small, args.scaling_records, processes, batch, tmp
+                    )
+                    print(f"  workers {processes}  batch {batch:>5}: {run.rate:8.0f}", flush=True)
+
+        if not args.skip_memory:
+            print()
+            print("producer memory versus input size:")
+            for size in (int(s) for s in args.memory_sizes.split(",")):
+                print(producer_peak_for_size(settings, es, size, tmp), flush=True)
+
+
+if __name__ == "__main__":
+    main()
