@@ -381,8 +381,9 @@ def main() -> None:
         print(f"corpus: {args.records} records, {size_mb:.0f} MB, {os.cpu_count()} CPUs")
         docs = serialise_corpus(corpus)
 
-        ceiling = announced("ceiling", lambda: run_ceiling(es, settings, docs))
-        del docs
+        print("  running ceiling ...", flush=True)
+        ceiling = run_ceiling(es, settings, docs)
+        docs.clear()
         naive = announced("naive", lambda: run_naive(es, corpus, args.records))
         ours = run_pipeline(
             settings, es, corpus, args.records, args.workers, args.batch_records, tmp
