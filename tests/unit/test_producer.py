@@ -95,15 +95,15 @@ def test_enqueue_publishes_every_record_once_with_offsets(
     result = enqueue([str(plain), str(packed)], settings=settings, jobs=jobs, publish=sent.append)
 
     assert result.records == 8
-    assert result.batches == len(sent) == 4  # 3 + 2 from a.txt, 3 from b.txt.gz
+    assert result.batches == len(sent) == 3  # 3 + 2 records from a.txt, 3 from b.txt.gz
     assert {b.job_id for b in sent} == {result.job_id}
-    assert len({b.batch_id for b in sent}) == 4
+    assert len({b.batch_id for b in sent}) == 3
     raw = plain.read_bytes()
     for record in (r for b in sent if b.source == str(plain) for r in b.records):
         assert raw[record.offset :].startswith(record.text.strip().encode())
     summary = jobs.get(result.job_id)
     assert summary is not None
-    assert (summary.records, summary.batches, summary.state) == (8, 4, "running")
+    assert (summary.records, summary.batches, summary.state) == (8, 3, "running")
 
 
 def test_input_without_any_record_is_an_error_and_sends_nothing(
