@@ -14,10 +14,12 @@ Delivery guarantees come from this configuration:
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 
+from schemas.messages import BatchMessage
 from worker.redis_client import broker_url_with_password
 from worker.settings import Settings, get_settings
 
@@ -91,3 +93,14 @@ def make_app(settings: Settings) -> Celery:
 
 
 app = make_app(get_settings())
+
+
+def batch_publisher(settings: Settings) -> Callable[[BatchMessage], None]:
+    """A function that sends a batch to the ingest task on ``settings.ingest_queue``."""
+
+    def publish(batch: BatchMessage) -> None:
+        app.send_task(
+            INGEST_TASK, args=[batch.model_dump(mode="json")], queue=settings.ingest_queue
+        )
+
+    return publish

@@ -98,14 +98,9 @@ def _runtime() -> Any:
 
 
 def _celery_publisher(settings: Settings) -> Callable[[BatchMessage], None]:
-    from worker.celery_app import INGEST_TASK, app
+    from worker.celery_app import batch_publisher
 
-    def publish(batch: BatchMessage) -> None:
-        app.send_task(
-            INGEST_TASK, args=[batch.model_dump(mode="json")], queue=settings.ingest_queue
-        )
-
-    return publish
+    return batch_publisher(settings)
 
 
 # --- enqueue -------------------------------------------------------------------------------------

@@ -10,8 +10,14 @@ Keys, under ``settings.key_prefix`` (default ``medline``):
 - ``{p}:job:{job_id}``                 hash of counters and timestamps
 - ``{p}:job:{job_id}:batches_done``    set of batch ids whose outcome is committed
 - ``{p}:job:{job_id}:deliveries``      hash ``{batch_id}:{retry}`` → deliveries
+- ``{p}:job:{job_id}:pending``         hash ``batch_id`` → the batch message, until committed
+- ``{p}:inflight``                     sorted set ``{job_id}\t{batch_id}`` by last publish time
 - ``{p}:jobs``                         sorted set of job ids by start time
 - ``{p}:dlq:{queue}``                  dead-letter lists (see :mod:`worker.dead_letters`)
+
+The pending copy of each batch is the safety net under the broker: kombu's Redis transport
+pops a message before it records it as unacknowledged, so a worker killed in between loses
+it. :mod:`worker.reaper` re-publishes batches that are pending but nowhere in the broker.
 """
 
 from __future__ import annotations
@@ -27,15 +33,19 @@ import redis
 
 from schemas.dead_letter import DEAD_LETTER_QUEUES, DeadLetter
 from schemas.job import JobSummary
+from schemas.messages import BatchMessage
 from worker.settings import Settings
 
 #: Seconds a job's delivery counters are kept; they only matter while the job runs.
 DELIVERIES_TTL = 14 * 24 * 3600
 
 _COMMIT_BATCH = """
--- KEYS: job hash, done set, then one dead-letter list per queue (malformed, rejected, exhausted)
+-- KEYS: job hash, done set, one dead-letter list per queue (malformed, rejected, exhausted),
+--       pending hash, inflight zset
 -- ARGV: batch_id, indexed, deleted, skipped_stale, now, n_dead, then n_dead triples
---       (queue index 1..3, records in the entry, entry json)
+--       (queue index 1..3, records in the entry, entry json); last: the inflight member
+redis.call('HDEL', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[#ARGV])
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[1], 'indexed', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'deleted', ARGV[3])
@@ -111,6 +121,17 @@ class JobStore:
     def dead_letter_key(self, queue: str) -> str:
         return self.settings.key("dlq", queue)
 
+    def pending_key(self, job_id: str) -> str:
+        return self.job_key(job_id) + ":pending"
+
+    @property
+    def inflight_key(self) -> str:
+        return self.settings.key("inflight")
+
+    @staticmethod
+    def inflight_member(job_id: str, batch_id: str) -> str:
+        return f"{job_id}\t{batch_id}"
+
     # --- producer side ---
     def start_job(self, job_id: str, sources: Iterable[str]) -> None:
         """Create the job's hash in state ``enqueuing``."""
@@ -128,6 +149,32 @@ class JobStore:
             },
         )
         self.redis.zadd(self.settings.key("jobs"), {job_id: time.time()})
+
+    def track_pending(self, batch: BatchMessage) -> None:
+        """Keep a copy of ``batch`` until its outcome is committed; call before publishing."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.pending_key(batch.job_id), batch.batch_id, batch.model_dump_json())
+        member = self.inflight_member(batch.job_id, batch.batch_id)
+        pipe.zadd(self.inflight_key, {member: time.time()})
+        pipe.execute()
+
+    def stale_inflight(self, published_before: float) -> list[tuple[str, str]]:
+        """(job_id, batch_id) of uncommitted batches last published before that time."""
+        members = self.redis.zrangebyscore(self.inflight_key, "-inf", published_before)
+        return [tuple(m.decode().split("\t", 1)) for m in members]  # type: ignore[misc]
+
+    def pending_batch(self, job_id: str, batch_id: str) -> BatchMessage | None:
+        raw = self.redis.hget(self.pending_key(job_id), batch_id)
+        return BatchMessage.model_validate_json(raw) if raw else None
+
+    def touch_inflight(self, job_id: str, batch_id: str) -> None:
+        """Record that the batch was just published again."""
+        self.redis.zadd(
+            self.inflight_key, {self.inflight_member(job_id, batch_id): time.time()}, xx=True
+        )
+
+    def forget_inflight(self, job_id: str, batch_id: str) -> None:
+        self.redis.zrem(self.inflight_key, self.inflight_member(job_id, batch_id))
 
     def finish_enqueue(self, job_id: str, records: int, batches: int) -> None:
         """Record the totals once every batch is on the broker; completes an empty-remainder job."""
@@ -174,9 +221,11 @@ class JobStore:
                 len(entry.records),
                 entry.model_dump_json(),
             ]
+        args.append(self.inflight_member(job_id, batch_id))
         job_key = self.job_key(job_id)
         keys = [job_key, job_key + ":batches_done"]
         keys += [self.dead_letter_key(q) for q in DEAD_LETTER_QUEUES]
+        keys += [self.pending_key(job_id), self.inflight_key]
         return bool(self._commit(keys=keys, args=args))
 
     # --- readers ---

@@ -86,6 +86,13 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    # Client libraries log every request at INFO; keep them for warnings.
-    for noisy in ("elastic_transport.transport", "elasticsearch", "urllib3"):
+    # Client libraries log every request at INFO, and Celery logs every task's arguments (the
+    # raw records) on receipt and success; the per-batch event of worker.tasks replaces them.
+    for noisy in (
+        "elastic_transport.transport",
+        "elasticsearch",
+        "urllib3",
+        "celery.app.trace",
+        "celery.worker.strategy",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -230,6 +230,7 @@ def enqueue(
                     max_bytes=max_bytes,
                     first_seq=result.batches,
                 ):
+                    jobs.track_pending(batch)
                     publish(batch)
                     result.batches += 1
                     result.records += len(batch.records)

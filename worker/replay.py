@@ -39,6 +39,7 @@ def replay(
                 records=entry.records,
                 replay_of=entry.id,
             )
+            jobs.track_pending(batch)
             publish(batch)
             store.remove(entry, raw)
             result.batches += 1

@@ -8,22 +8,24 @@ failed task would be acknowledged and its batch lost, so every exception is rout
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
 import orjson
 from celery import Task
 from celery.exceptions import Reject, Retry
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 from pydantic import ValidationError
 
 from schemas.dead_letter import DeadLetter
 from schemas.messages import BatchMessage, RawRecord
 from worker.bulk_indexer import backoff_delay
-from worker.celery_app import INGEST_TASK, app
+from worker.celery_app import INGEST_TASK, app, batch_publisher
 from worker.index_admin import ensure_index
 from worker.jobs import BatchOutcome
 from worker.pipeline import BatchReport, exhausted_outcome, process_batch
+from worker.reaper import reap_lost_batches
 from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import Settings
 
@@ -39,6 +41,29 @@ UNREADABLE_JOB = "unreadable"
 def _fresh_clients_after_fork(**_: Any) -> None:
     # Sockets inherited from the parent would be shared by every child: start clean.
     reset_runtime()
+
+
+def reap_interval(settings: Settings) -> float:
+    """Seconds between two looks for batches the broker lost."""
+    return float(max(2, min(60, settings.visibility_timeout // 5)))
+
+
+@worker_ready.connect
+def _start_reaper(**_: Any) -> None:
+    # Runs in the worker's main process; pool processes never reap.
+    settings = get_runtime().settings
+
+    def loop() -> None:
+        rt = Runtime(settings)
+        publish = batch_publisher(settings)
+        while True:
+            time.sleep(reap_interval(settings))
+            try:
+                reap_lost_batches(rt.redis, rt.jobs, settings, publish)
+            except Exception:  # Redis down, etc.: try again next round
+                log.warning("looking for lost batches failed", exc_info=True)
+
+    threading.Thread(target=loop, name="medline-reaper", daemon=True).start()
 
 
 def retry_delay(retries: int, settings: Settings) -> float:
