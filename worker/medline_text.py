@@ -1,0 +1,185 @@
+"""Streaming parser of PubMed's MEDLINE text format (``.txt``, ``.nbib`` exports).
+
+Two layers, both linear in the input and free of backtracking regular expressions:
+
+- :func:`iter_raw_records` splits a byte stream into raw records with their byte offsets,
+  reading line by line (constant memory). A record starts at ``PMID- ``: at the start of a
+  line, or after whitespace inside a line, where upstream systems ran collapsed records
+  together.
+- :func:`parse_fields` splits one record into ``(tag, value)`` pairs in order. Line-structured
+  records: a line is a tag padded to four columns, ``- ``, and the value; a line starting with
+  spaces continues the previous value (joined with one space). Collapsed records (all on one
+  line): fields start only at tags of the known MEDLINE tag set.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from schemas.messages import RawRecord
+from worker.errors import MedlineParseError
+from worker.medline_tags import KNOWN_TAGS
+
+#: Bytes that mark a gzip stream.
+GZIP_MAGIC = b"\x1f\x8b"
+#: Read buffer of :func:`open_source`.
+READ_BUFFER = 1 << 20
+#: Where a record starts inside a line: ``PMID-`` after whitespace (or at the start), then a
+#: space and a digit. Only literal characters and one look-behind: no backtracking.
+_RECORD_START = re.compile(rb"(?<![^\s])PMID- ?(?=\d)")
+#: A tag candidate inside collapsed text: 2 to 4 capitals after whitespace, an optional space,
+#: ``- ``. Whether it is a tag is decided by the known tag set.
+_COLLAPSED_TAG = re.compile(r"(?<![^\s])([A-Z]{2,4}) ?- ")
+#: Characters of a record quoted in an error message.
+QUOTE_LIMIT = 60
+
+
+def open_source(path: str | Path) -> BinaryIO:
+    """Open a file for streaming: gzip (by its magic bytes, not its name) or plain.
+
+    The returned stream supports ``peek``. :raises OSError: the file cannot be read.
+    """
+    raw = open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115 - returned to the caller
+    if raw.peek(2)[:2] == GZIP_MAGIC:
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw), buffer_size=READ_BUFFER)  # type: ignore[arg-type]
+    return raw
+
+
+def _decode(chunks: list[bytes]) -> str:
+    return b"".join(chunks).decode("utf-8", errors="replace").strip()
+
+
+def iter_raw_records(stream: Iterable[bytes]) -> Iterator[RawRecord]:
+    """Split a MEDLINE byte stream into raw records, each with the offset of its first byte.
+
+    Text before the first record (a header some tools write) is yielded as a record of its
+    own, so that it is dead-lettered rather than dropped; whitespace alone is skipped.
+    """
+    offset = 0
+    start: int | None = None
+    chunks: list[bytes] = []
+    for line in stream:
+        if b"PMID-" in line:
+            cut = 0
+            for match in _RECORD_START.finditer(line):
+                head = line[cut : match.start()]
+                if head.strip():
+                    if start is None:
+                        start = offset + cut + (len(head) - len(head.lstrip()))
+                    chunks.append(head)
+                if chunks:
+                    text = _decode(chunks)
+                    if text:
+                        yield RawRecord(offset=start or 0, text=text)
+                chunks = []
+                start = offset + match.start()
+                cut = match.start()
+            rest = line[cut:]
+        else:
+            rest = line
+        if start is None:
+            stripped = rest.lstrip()
+            if stripped:
+                start = offset + len(rest) - len(stripped) + (len(line) - len(rest))
+        if start is not None:
+            chunks.append(rest)
+        offset += len(line)
+    if chunks:
+        text = _decode(chunks)
+        if text:
+            yield RawRecord(offset=start or 0, text=text)
+
+
+def _is_tag_line(line: str) -> bool:
+    # "TAG - value" padded to four columns: the dash sits in column 5, a space after it.
+    return (
+        len(line) >= 5
+        and line[4] == "-"
+        and (len(line) == 5 or line[5] == " ")
+        and line[:4].rstrip().isupper()
+        and line[:4].rstrip().isalpha()
+        and len(line[:4].rstrip()) >= 2
+    )
+
+
+def _normalise(value: str) -> str:
+    return " ".join(value.split())
+
+
+def _collapsed_fields(text: str) -> list[tuple[str, str]]:
+    fields: list[tuple[str, str]] = []
+    tag: str | None = None
+    value_start = 0
+    for match in _COLLAPSED_TAG.finditer(text):
+        candidate = match.group(1)
+        if candidate not in KNOWN_TAGS:
+            continue
+        if tag is not None:
+            fields.append((tag, _normalise(text[value_start : match.start()])))
+        elif text[: match.start()].strip():
+            raise MedlineParseError(
+                f"text before the first tag: {text[: min(match.start(), QUOTE_LIMIT)]!r}"
+            )
+        tag = candidate
+        value_start = match.end()
+    if tag is not None:
+        fields.append((tag, _normalise(text[value_start:])))
+    return fields
+
+
+def parse_fields(text: str) -> list[tuple[str, str]]:
+    """The record's ``(tag, value)`` pairs in order, repeated tags kept.
+
+    :raises MedlineParseError: the text has no MEDLINE structure, or does not begin with a
+        ``PMID`` field.
+    """
+    body = text.strip()
+    if not body:
+        raise MedlineParseError("empty record")
+    lines = body.splitlines()
+    if len(lines) == 1 or (not _is_tag_line(lines[1]) and not lines[1].startswith(" ")):
+        # One line (collapsed), or a first line that runs on into others: split on known tags.
+        fields = _collapsed_fields(" ".join(lines))
+    else:
+        fields = []
+        for line in lines:
+            if _is_tag_line(line):
+                fields.append((line[:4].rstrip(), line[6:].strip()))
+            elif not line.strip():
+                continue
+            elif fields:
+                # A continuation line (six spaces), or a line whose indentation was lost.
+                tag, value = fields[-1]
+                fields[-1] = (tag, f"{value} {line.strip()}" if value else line.strip())
+            else:
+                raise MedlineParseError(f"no tag on the first line: {line[:QUOTE_LIMIT]!r}")
+        fields = [(tag, _normalise(value)) for tag, value in fields]
+    if not fields:
+        raise MedlineParseError(f"no MEDLINE tag found in {body[:QUOTE_LIMIT]!r}")
+    if fields[0][0] != "PMID":
+        raise MedlineParseError(
+            f"a record must start with PMID, this one starts with {fields[0][0]}"
+        )
+    return fields
+
+
+def format_record(fields: Iterable[tuple[str, str]], width: int = 80) -> str:
+    """Print fields as a line-structured MEDLINE record (values wrapped with continuation
+    lines), the inverse of :func:`parse_fields`."""
+    lines: list[str] = []
+    for tag, value in fields:
+        prefix = f"{tag:<4}- "
+        words = value.split(" ")
+        line = prefix
+        for word in words:
+            if len(line) + len(word) > width and line.strip() and line != prefix:
+                lines.append(line.rstrip())
+                line = "      "
+            line += word + " "
+        lines.append(line.rstrip() if line.strip() else prefix.rstrip())
+    return "\n".join(lines)
