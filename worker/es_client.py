@@ -6,6 +6,7 @@ Credentials go only over TLS: an API key or password with an ``http://`` URL is 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -59,9 +60,14 @@ def client_options(settings: Settings) -> dict[str, Any]:
 def make_client(settings: Settings) -> Elasticsearch:
     """A new client for ``settings.es_url``. It does not connect until first used.
 
-    :raises ConfigurationError: see :func:`client_options`.
+    :raises ConfigurationError: see :func:`client_options`; or an unreadable CA file, which
+        would otherwise surface only on first use, as a bare "TLS error".
     """
-    return Elasticsearch(**client_options(settings))
+    options = client_options(settings)
+    ca_file = options.get("ca_certs")
+    if ca_file and not os.access(ca_file, os.R_OK):
+        raise ConfigurationError(f"MEDLINE_ES_CA_FILE: cannot read the CA certificate {ca_file}")
+    return Elasticsearch(**options)
 
 
 def cluster_health(client: Elasticsearch) -> dict[str, Any]:
