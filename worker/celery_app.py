@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 
 from schemas.messages import BatchMessage
 from worker.redis_client import broker_url_with_password
@@ -84,11 +85,43 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def scan_schedule(settings: Settings) -> crontab | float:
+    """When beat scans the inbox: ``MEDLINE_SCHEDULE_CRONTAB`` if set, else every
+    ``MEDLINE_SCHEDULE_INTERVAL`` seconds."""
+    if settings.schedule_crontab:
+        minute, hour, day_of_month, month_of_year, day_of_week = settings.schedule_crontab.split()
+        return crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+        )
+    return settings.schedule_interval
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """Beat's schedule: the inbox scan (see :mod:`worker.inbox`), when an inbox is set."""
+    if not settings.inbox_dir:
+        return {}
+    return {
+        "scan-inbox": {
+            "task": SCAN_INBOX_TASK,
+            "schedule": scan_schedule(settings),
+            "options": {"queue": settings.ingest_queue},
+        }
+    }
+
+
 def make_app(settings: Settings) -> Celery:
     """A Celery app configured from ``settings``, with the project's tasks registered."""
     app = Celery("medline_ingest", include=["worker.tasks"])
     app.conf.update(celery_config(settings))
-    app.conf.task_routes = {INGEST_TASK: {"queue": settings.ingest_queue}}
+    app.conf.task_routes = {
+        INGEST_TASK: {"queue": settings.ingest_queue},
+        SCAN_INBOX_TASK: {"queue": settings.ingest_queue},
+    }
+    app.conf.beat_schedule = beat_schedule(settings)
     return app
 
 

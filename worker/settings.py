@@ -158,6 +158,26 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis:// or rediss:// URL")
         return value
 
+    @field_validator("schedule_crontab")
+    @classmethod
+    def _crontab_is_valid(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError("needs 5 fields: minute hour day-of-month month day-of-week")
+        from celery.schedules import crontab
+
+        minute, hour, day_of_month, month_of_year, day_of_week = fields
+        crontab(  # raises ValueError, with the reason, for a field it cannot read
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+        )
+        return " ".join(fields)
+
     def key(self, *parts: str) -> str:
         """A Redis key owned by this program: ``{key_prefix}:{part}:{part}...``."""
         return ":".join((self.key_prefix, *parts))

@@ -21,7 +21,9 @@ from pydantic import ValidationError
 from schemas.dead_letter import DeadLetter
 from schemas.messages import BatchMessage, RawRecord
 from worker.bulk_indexer import backoff_delay
-from worker.celery_app import INGEST_TASK, app, batch_publisher
+from worker.celery_app import INGEST_TASK, SCAN_INBOX_TASK, app, batch_publisher
+from worker.errors import ConfigurationError
+from worker.inbox import inbox_job_completed, scan_inbox
 from worker.index_admin import ensure_index
 from worker.jobs import BatchOutcome
 from worker.pipeline import BatchReport, exhausted_outcome, process_batch
@@ -190,3 +192,30 @@ def ingest_batch(
             countdown=delay,
         ) from exc
     _log_report(report, batch, retries)
+    if report.committed and inbox_job_completed(rt.jobs, batch.job_id):
+        # The inbox's next file waits for this job: scan now rather than at the next tick.
+        app.send_task(SCAN_INBOX_TASK, queue=rt.settings.ingest_queue)
+
+
+@app.task(name=SCAN_INBOX_TASK)
+def scan_inbox_task() -> None:
+    """Scan the inbox and enqueue what is due, in order; see :mod:`worker.inbox`."""
+    rt = get_runtime()
+    try:
+        report = scan_inbox(
+            rt.settings, client=rt.redis, jobs=rt.jobs, publish=batch_publisher(rt.settings)
+        )
+    except ConfigurationError as exc:
+        log.error("inbox scan: %s", exc)
+        return
+    log.info(
+        "inbox scan: %s",
+        report.message or f"{len(report.enqueued)} files enqueued",
+        extra={
+            "event": "inbox_scan",
+            "busy": report.busy,
+            "enqueued": [f["name"] for f in report.enqueued],
+            "waiting_on": report.waiting_on,
+            "blocked": report.blocked,
+        },
+    )

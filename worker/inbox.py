@@ -1,0 +1,521 @@
+"""Scheduled ingestion of an inbox: every file ingested once, in name order, one file at a time.
+
+A scan (run by Celery beat through the ``scan_inbox`` task, or by ``medline-ingest schedule
+run-now``) lists ``MEDLINE_INBOX_DIR`` for files matching ``MEDLINE_INBOX_PATTERNS``, sorted by
+path, and walks them in that order against a ledger kept in Redis:
+
+- a file whose job completed, whose content is unchanged and that was applied after every
+  file before it is skipped;
+- the first file that is new, changed (new SHA-256), failed, or was applied before an earlier
+  file, is enqueued as a job of its own (``inbox-...``) and the scan stops there;
+- while that job runs, later scans stop at it and enqueue nothing after it.
+
+**Ordering.** File N+1 is enqueued only once file N's job has *completed* (every batch
+committed). Inside a file, batches run in parallel on every worker; across files nothing
+overlaps. Revisions would not need this (the index keeps the newest revision by external
+versioning), but deletions do: a ``DeleteCitation`` of an update file that overtook the
+baseline's insert of the same citation would be undone by it. The same rule makes a file that
+is changed, or arrives late with a name that sorts before files already applied, be applied
+again *followed by every later file* (their ``seq`` is lower than its new one): the index
+always ends as if the files had been applied in name order.
+
+So that the next file does not wait for the next beat tick, the worker that commits the last
+batch of an inbox job asks for a scan at once (see :func:`inbox_job_completed`).
+
+**Failures.** A job that failed (the producer stopped: unreadable or corrupt file, broker
+lost) or that completed with batches in the ``exhausted`` dead-letter queue (Elasticsearch
+stayed down past the retry budget) marks its file ``failed``. The next scan ingests the whole
+file again as a new job -- writes are idempotent and versioned, so this is safe -- but only
+once the old job has no batch left in flight, and at most :data:`MAX_ATTEMPTS` times for the
+same content. After that the file blocks the inbox (later files wait) until it changes or an
+operator runs ``schedule run-now --retry-failed``. Records dead-lettered as ``malformed`` or
+``rejected`` do not fail a file: ingesting it again would give the same result.
+
+**One scanner at a time.** A scan holds a Redis lock (``SET NX PX`` with a random token,
+renewed while it works, released only by its holder); a second beat process or ``run-now``
+finds it taken and does nothing. Ledger writes are fenced by the token: a scanner that lost
+its lock (paused past the lock's lifetime) cannot record anything, and stops at its next
+renewal.
+
+Keys, under ``settings.key_prefix``:
+
+- ``{p}:inbox:ledger``     hash: absolute path → :class:`~schemas.ledger.LedgerEntry` JSON
+- ``{p}:inbox:seq``        counter: application order of enqueued files
+- ``{p}:inbox:lock``       the scan lock (token, expires on its own)
+- ``{p}:inbox:last_scan``  JSON report of the last scan, for ``schedule show``
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import orjson
+import redis
+
+from schemas.job import JobSummary
+from schemas.ledger import LedgerEntry
+from worker.errors import ConfigurationError, MedlineIngestError
+from worker.jobs import JobStore, new_job_id
+from worker.producer import Publisher, enqueue, resolve_inputs
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Job ids of inbox jobs start with this; workers look for it to request the next scan.
+INBOX_JOB_PREFIX = "inbox-"
+#: Lifetime of the scan lock, in milliseconds; the holder renews it while it works.
+LOCK_TTL_MS = 60_000
+#: Jobs started for the same content of a failed file before the file blocks the inbox.
+MAX_ATTEMPTS = 3
+#: Bytes read at a time while computing a checksum.
+HASH_CHUNK = 1 << 20
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_FENCED_HSET = """
+-- KEYS: lock, hash. ARGV: token, field, value
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
+
+class LockLost(MedlineIngestError):
+    """The scan lock expired or was taken over; the scan stops without recording more."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class InboxLock:
+    """The scan lock: ``SET NX PX`` with a random token; renewed and released by its holder only.
+
+    :param ttl_ms: lifetime; :meth:`keep_alive` renews it once a third of it has passed.
+    """
+
+    def __init__(self, client: redis.Redis, key: str, ttl_ms: int = LOCK_TTL_MS) -> None:
+        self.redis = client
+        self.key = key
+        self.ttl_ms = ttl_ms
+        self.token = uuid4().hex
+        self._renewed_at = 0.0
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def acquire(self) -> bool:
+        """Take the lock if nobody holds it."""
+        if self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            self._renewed_at = time.monotonic()
+            return True
+        return False
+
+    def renew(self) -> None:
+        """Extend the lock's lifetime. :raises LockLost: it is no longer ours."""
+        if not self._renew(keys=[self.key], args=[self.token, self.ttl_ms]):
+            raise LockLost(f"the inbox scan lock {self.key} expired or was taken over")
+        self._renewed_at = time.monotonic()
+
+    def keep_alive(self) -> None:
+        """Renew when a third of the lifetime has passed (cheap to call often)."""
+        if time.monotonic() - self._renewed_at > self.ttl_ms / 3000:
+            self.renew()
+
+    def release(self) -> bool:
+        """Delete the lock if it is still ours."""
+        return bool(self._release(keys=[self.key], args=[self.token]))
+
+
+class Ledger:
+    """The ledger of inbox files in Redis (see the module docstring for the keys)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.redis = client
+        self.key = settings.key("inbox", "ledger")
+        self.seq_key = settings.key("inbox", "seq")
+        self.lock_key = settings.key("inbox", "lock")
+        self.last_scan_key = settings.key("inbox", "last_scan")
+        self._fenced_hset = client.register_script(_FENCED_HSET)
+
+    def all(self) -> dict[str, LedgerEntry]:
+        """Every entry, by path."""
+        return {
+            path.decode(): LedgerEntry.model_validate_json(raw)
+            for path, raw in self.redis.hgetall(self.key).items()
+        }
+
+    def get(self, path: str) -> LedgerEntry | None:
+        raw = self.redis.hget(self.key, path)
+        return LedgerEntry.model_validate_json(raw) if raw else None
+
+    def put(self, entry: LedgerEntry, lock: InboxLock) -> None:
+        """Record ``entry`` if ``lock`` is still held. :raises LockLost: it is not."""
+        if not self._fenced_hset(
+            keys=[lock.key, self.key], args=[lock.token, entry.path, entry.model_dump_json()]
+        ):
+            raise LockLost(f"the inbox scan lock {lock.key} was lost; {entry.name} not recorded")
+
+    def next_seq(self) -> int:
+        return int(self.redis.incr(self.seq_key))
+
+    def lock(self) -> InboxLock:
+        return InboxLock(self.redis, self.lock_key)
+
+    def lock_ttl_ms(self) -> int:
+        """Milliseconds left on the scan lock; negative when nobody holds it."""
+        return int(self.redis.pttl(self.lock_key))
+
+    def save_report(self, report: ScanReport) -> None:
+        self.redis.set(self.last_scan_key, orjson.dumps(report.as_dict()))
+
+    def last_report(self) -> dict[str, Any] | None:
+        raw = self.redis.get(self.last_scan_key)
+        return orjson.loads(raw) if raw else None
+
+
+def inbox_dir(settings: Settings) -> Path:
+    """The inbox directory. :raises ConfigurationError: not set, or not a directory."""
+    if not settings.inbox_dir:
+        raise ConfigurationError("no inbox: set MEDLINE_INBOX_DIR to the directory to scan")
+    path = Path(settings.inbox_dir).resolve()
+    if not path.is_dir():
+        raise ConfigurationError(f"MEDLINE_INBOX_DIR={settings.inbox_dir}: not a directory")
+    return path
+
+
+def inbox_files(settings: Settings) -> list[tuple[str, str]]:
+    """``(name, path)`` of every inbox file matching the patterns, in name order.
+
+    The inbox is searched recursively, as ``enqueue DIR`` searches a directory; hidden files
+    (``.name``) are left out, so a file can be written under a hidden name and renamed into
+    place when complete. ``name`` is the path relative to the inbox.
+    """
+    root = inbox_dir(settings)
+    patterns = [p.strip() for p in settings.inbox_patterns.split(",") if p.strip()]
+    try:
+        paths = resolve_inputs([str(root)], patterns)
+    except ConfigurationError:  # nothing matches (yet)
+        return []
+    files = [(os.path.relpath(p, root), p) for p in paths]
+    files = [(name, p) for name, p in files if not any(s.startswith(".") for s in Path(name).parts)]
+    return sorted(files)
+
+
+def file_sha256(path: str, on_chunk: Callable[[], None] | None = None) -> str:
+    """SHA-256 of the file's bytes, read in chunks (constant memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(HASH_CHUNK):
+            digest.update(chunk)
+            if on_chunk is not None:
+                on_chunk()
+    return digest.hexdigest()
+
+
+def inbox_job_completed(jobs: JobStore, job_id: str) -> bool:
+    """Whether ``job_id`` is an inbox job that has completed: the next file may go."""
+    if not job_id.startswith(INBOX_JOB_PREFIX):
+        return False
+    summary = jobs.get(job_id)
+    return summary is not None and summary.state == "completed"
+
+
+@dataclass
+class ScanReport:
+    """What one scan did."""
+
+    started_at: str = field(default_factory=lambda: _now().isoformat())
+    finished_at: str | None = None
+    #: Another scan held the lock: this one did nothing.
+    busy: bool = False
+    files: int = 0
+    #: Files already done and unchanged.
+    skipped: int = 0
+    #: ``{"name", "path", "job_id", "reason", "records", "state"}`` per file enqueued.
+    enqueued: list[dict[str, Any]] = field(default_factory=list)
+    #: The file whose job is running; later files wait for it.
+    waiting_on: str | None = None
+    #: A file that failed :data:`MAX_ATTEMPTS` times; later files wait until it is fixed.
+    blocked: str | None = None
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class InboxScanner:
+    """One scan of the inbox; see the module docstring for the rules.
+
+    :param publish: sends a batch to the broker (as ``enqueue`` does).
+    :param retry_failed: ingest failed files again even after :data:`MAX_ATTEMPTS`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: redis.Redis,
+        jobs: JobStore,
+        publish: Publisher,
+        retry_failed: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.redis = client
+        self.jobs = jobs
+        self.publish = publish
+        self.retry_failed = retry_failed
+        self.ledger = Ledger(client, settings)
+        self.lock = self.ledger.lock()
+
+    def scan(self) -> ScanReport:
+        """Walk the inbox in name order and enqueue what is due (at most until a job is running).
+
+        :raises ConfigurationError: the inbox is not configured or not a directory.
+        :raises redis.RedisError: Redis failed (the lock expires on its own).
+        """
+        files = inbox_files(self.settings)
+        report = ScanReport(files=len(files))
+        if not self.lock.acquire():
+            report.busy = True
+            report.message = "another scan holds the lock; nothing done"
+            report.finished_at = _now().isoformat()
+            return report
+        try:
+            self._walk(files, report)
+        except LockLost as exc:
+            report.message = str(exc)
+            log.warning("inbox scan stopped: %s", exc)
+        finally:
+            self.lock.release()
+            report.finished_at = _now().isoformat()
+        self.ledger.save_report(report)
+        return report
+
+    # --- the walk ---
+    def _walk(self, files: list[tuple[str, str]], report: ScanReport) -> None:
+        ledger = self.ledger.all()
+        applied_up_to = 0  # highest seq among earlier files: a later file must be newer
+        for name, path in files:
+            self.lock.keep_alive()
+            entry = ledger.get(path)
+            if entry is not None:
+                entry = self._settle(entry)
+                if entry.state in ("enqueuing", "enqueued"):
+                    report.waiting_on = name
+                    return
+                if entry.state == "failed" and not self._quiet(entry.job_id):
+                    report.waiting_on = name
+                    report.message = f"{name}: waiting for the failed job's batches to finish"
+                    return
+            try:
+                stat = os.stat(path)
+                sha = self._content_unchanged(entry, stat, path)
+            except FileNotFoundError:  # removed since the listing
+                continue
+            if entry is not None and sha is None:
+                if entry.state == "completed" and entry.seq > applied_up_to:
+                    applied_up_to = entry.seq
+                    report.skipped += 1
+                    continue
+                if entry.state == "failed":
+                    if entry.attempts >= MAX_ATTEMPTS and not self.retry_failed:
+                        report.blocked = name
+                        report.message = (
+                            f"{name} failed {entry.attempts} times: {entry.error}; later files "
+                            "wait until it changes or `schedule run-now --retry-failed`"
+                        )
+                        return
+                    reason, attempts = "its last job failed", entry.attempts
+                else:
+                    reason, attempts = "an earlier file was applied after it", 0
+                sha = entry.sha256
+            else:
+                reason = "new file" if entry is None else "content changed"
+                attempts = 0
+            assert sha is not None
+            done = self._ingest(name, path, stat, sha, reason, attempts, report)
+            if done.state != "completed":
+                report.waiting_on = name
+                return
+            applied_up_to = done.seq
+
+    def _content_unchanged(
+        self, entry: LedgerEntry | None, stat: os.stat_result, path: str
+    ) -> str | None:
+        """None if the file has the content the ledger recorded; else its new SHA-256.
+
+        Size and mtime equal: unchanged, without reading the file. Otherwise the checksum
+        decides; a file merely touched keeps its entry (with the new mtime).
+        """
+        if entry is not None and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            return None
+        sha = file_sha256(path, on_chunk=self.lock.keep_alive)
+        if entry is None or sha != entry.sha256:
+            return sha
+        entry.size, entry.mtime_ns = stat.st_size, stat.st_mtime_ns
+        self.ledger.put(entry, self.lock)
+        return None
+
+    def _quiet(self, job_id: str | None) -> bool:
+        """Whether the job has no batch left in flight (every batch committed or none sent)."""
+        return job_id is None or not self.redis.hlen(self.jobs.pending_key(job_id))
+
+    def _settle(self, entry: LedgerEntry) -> LedgerEntry:
+        """Bring an ``enqueuing``/``enqueued`` entry up to date with its job; persist changes."""
+        if entry.state not in ("enqueuing", "enqueued") or entry.job_id is None:
+            return entry
+        job = self.jobs.get(entry.job_id)
+        before = entry.model_copy()
+        if job is None:
+            entry.state, entry.error = "failed", f"job {entry.job_id} is gone from Redis"
+        elif job.state == "enqueuing":
+            if entry.state == "enqueuing":
+                # We hold the lock, so the scan that started this job is gone: it died mid-file.
+                reason = "producer stopped: the inbox scan that enqueued the file was interrupted"
+                self.jobs.fail_job(entry.job_id, reason)
+                entry.state, entry.error = "failed", reason
+        else:
+            self._apply_job(entry, job)
+        if entry != before:
+            self.ledger.put(entry, self.lock)
+        return entry
+
+    @staticmethod
+    def _apply_job(entry: LedgerEntry, job: JobSummary) -> None:
+        """Copy the job's counters and outcome onto the entry."""
+        entry.records, entry.indexed, entry.deleted = job.records, job.indexed, job.deleted
+        entry.skipped_stale, entry.dead_lettered = job.skipped_stale, job.dead_lettered
+        entry.exhausted = job.dead_lettered_by_queue.get("exhausted", 0)
+        if job.state == "running":
+            entry.state = "enqueued"
+        elif job.state == "failed":
+            entry.state, entry.error = "failed", job.error or "job failed"
+            entry.finished_at = entry.finished_at or _now()
+        elif job.state == "completed":
+            entry.finished_at = job.finished_at or _now()
+            if entry.exhausted:
+                entry.state = "failed"
+                entry.error = (
+                    f"{entry.exhausted} records exhausted their retries (dead-letter queue "
+                    "'exhausted'); the file will be ingested again"
+                )
+            else:
+                entry.state = "completed"
+
+    def _ingest(
+        self,
+        name: str,
+        path: str,
+        stat: os.stat_result,
+        sha: str,
+        reason: str,
+        attempts: int,
+        report: ScanReport,
+    ) -> LedgerEntry:
+        """Enqueue the file as a new job and record it; returns the settled entry."""
+        entry = LedgerEntry(
+            path=path,
+            name=name,
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+            sha256=sha,
+            state="enqueuing",
+            job_id=f"{INBOX_JOB_PREFIX}{new_job_id()}",
+            seq=self.ledger.next_seq(),
+            attempts=attempts + 1,
+            reason=reason,
+            enqueued_at=_now(),
+        )
+        assert entry.job_id is not None
+        self.ledger.put(entry, self.lock)
+        log.info("inbox: enqueuing %s as job %s (%s)", name, entry.job_id, reason)
+        try:
+            result = enqueue(
+                [path],
+                settings=self.settings,
+                jobs=self.jobs,
+                publish=self.publish,
+                job_id=entry.job_id,
+                on_progress=lambda _records, _batches: self.lock.keep_alive(),
+            )
+        except (LockLost, redis.RedisError):
+            raise
+        except Exception as exc:  # unreadable, corrupt, not XML...: the job is marked failed
+            log.warning("inbox: %s could not be enqueued: %s", name, exc)
+            entry.state, entry.error, entry.finished_at = "failed", str(exc) or repr(exc), _now()
+        else:
+            entry.state, entry.records = "enqueued", result.records
+            entry.error = "; ".join(result.errors) or None
+        self.ledger.put(entry, self.lock)
+        entry = self._settle(entry)  # a small file's job may be complete already
+        report.enqueued.append(
+            {
+                "name": name,
+                "path": path,
+                "job_id": entry.job_id,
+                "reason": reason,
+                "records": entry.records,
+                "state": entry.state,
+            }
+        )
+        return entry
+
+
+def scan_inbox(
+    settings: Settings,
+    *,
+    client: redis.Redis,
+    jobs: JobStore,
+    publish: Publisher,
+    retry_failed: bool = False,
+) -> ScanReport:
+    """Run one scan of the inbox; see :class:`InboxScanner`."""
+    scanner = InboxScanner(
+        settings, client=client, jobs=jobs, publish=publish, retry_failed=retry_failed
+    )
+    return scanner.scan()
+
+
+def pending_files(settings: Settings, client: redis.Redis) -> list[dict[str, str]]:
+    """Inbox files the next scan would look at, without the lock and without reading them:
+    ``{"name", "status"}`` where status is ``new``, ``modified`` (size or mtime differs from
+    the ledger), or the ledger state when not ``completed``."""
+    ledger = Ledger(client, settings).all()
+    pending: list[dict[str, str]] = []
+    for name, path in inbox_files(settings):
+        entry = ledger.get(path)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if entry is None:
+            status = "new"
+        elif (entry.size, entry.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+            status = "modified"
+        elif entry.state != "completed":
+            status = entry.state
+        else:
+            continue
+        pending.append({"name": name, "status": status})
+    return pending
