@@ -92,11 +92,15 @@ def parse_compact_date(raw: str) -> date | None:
 def parse_stamp(raw: str) -> datetime | None:
     """``2003/02/01 04:00`` (EDAT, MHDA, CRDT, PHST) as a datetime; None when it is not one."""
     text = raw.strip()
+    # Sliced by hand: strptime costs more than the rest of a record's dates together.
     try:
-        if len(text) >= 16:
-            return datetime.strptime(text[:16], "%Y/%m/%d %H:%M")
-        return datetime.strptime(text[:10], "%Y/%m/%d")
-    except ValueError:
+        if text[4] != "/" or text[7] != "/":
+            return None
+        year, month, day = int(text[:4]), int(text[5:7]), int(text[8:10])
+        if len(text) >= 16 and text[13] == ":":
+            return datetime(year, month, day, int(text[11:13]), int(text[14:16]))
+        return datetime(year, month, day)
+    except (ValueError, IndexError):
         return None
 
 

@@ -97,18 +97,17 @@ def iter_raw_records(stream: Iterable[bytes]) -> Iterator[RawRecord]:
 
 def _is_tag_line(line: str) -> bool:
     # "TAG - value" padded to four columns: the dash sits in column 5, a space after it.
-    return (
-        len(line) >= 5
-        and line[4] == "-"
-        and (len(line) == 5 or line[5] == " ")
-        and line[:4].rstrip().isupper()
-        and line[:4].rstrip().isalpha()
-        and len(line[:4].rstrip()) >= 2
-    )
+    if line[4:6] != "- " and not (len(line) == 5 and line[4] == "-"):
+        return False
+    tag = line[:4].rstrip()
+    return tag in KNOWN_TAGS or (len(tag) >= 2 and tag.isalpha() and tag.isupper())
 
 
 def _normalise(value: str) -> str:
-    return " ".join(value.split())
+    # Only runs of whitespace need work; most values have none.
+    if "  " in value or "\t" in value or "\n" in value:
+        return " ".join(value.split())
+    return value.strip()
 
 
 def _collapsed_fields(text: str) -> list[tuple[str, str]]:
@@ -146,19 +145,23 @@ def parse_fields(text: str) -> list[tuple[str, str]]:
         # One line (collapsed), or a first line that runs on into others: split on known tags.
         fields = _collapsed_fields(" ".join(lines))
     else:
-        fields = []
+        tags: list[str] = []
+        parts: list[list[str]] = []
         for line in lines:
             if _is_tag_line(line):
-                fields.append((line[:4].rstrip(), line[6:].strip()))
+                tags.append(line[:4].rstrip())
+                parts.append([line[6:]])
             elif not line.strip():
                 continue
-            elif fields:
+            elif parts:
                 # A continuation line (six spaces), or a line whose indentation was lost.
-                tag, value = fields[-1]
-                fields[-1] = (tag, f"{value} {line.strip()}" if value else line.strip())
+                parts[-1].append(line)
             else:
                 raise MedlineParseError(f"no tag on the first line: {line[:QUOTE_LIMIT]!r}")
-        fields = [(tag, _normalise(value)) for tag, value in fields]
+        fields = [
+            (tag, _normalise(part[0]) if len(part) == 1 else " ".join(" ".join(part).split()))
+            for tag, part in zip(tags, parts, strict=True)
+        ]
     if not fields:
         raise MedlineParseError(f"no MEDLINE tag found in {body[:QUOTE_LIMIT]!r}")
     if fields[0][0] != "PMID":
