@@ -29,9 +29,6 @@ from worker.medline_tags import KNOWN_TAGS
 GZIP_MAGIC = b"\x1f\x8b"
 #: Read buffer of :func:`open_source`.
 READ_BUFFER = 1 << 20
-#: Where a record starts inside a line: ``PMID-`` after whitespace (or at the start), then a
-#: space and a digit. Only literal characters and one look-behind: no backtracking.
-_RECORD_START = re.compile(rb"(?<![^\s])PMID- ?(?=\d)")
 #: A tag candidate inside collapsed text: 2 to 4 capitals after whitespace, an optional space,
 #: ``- ``. Whether it is a tag is decided by the known tag set.
 _COLLAPSED_TAG = re.compile(r"(?<![^\s])([A-Z]{2,4}) ?- ")
@@ -50,49 +47,66 @@ def open_source(path: str | Path) -> BinaryIO:
     return raw
 
 
-def _decode(chunks: list[bytes]) -> str:
-    return b"".join(chunks).decode("utf-8", errors="replace").strip()
+#: Bytes read from the stream at a time by :func:`iter_raw_records`.
+CHUNK_SIZE = 1 << 20
+#: Bytes at the end of a buffer scanned again once more data arrives: a record start split
+#: across two reads ("PMI" | "D- 1") is found on the second pass.
+_RESCAN = 8
 
 
-def iter_raw_records(stream: Iterable[bytes]) -> Iterator[RawRecord]:
+def _record_starts(buffer: bytes, position: int) -> Iterator[int]:
+    """Positions in ``buffer`` from ``position`` on where a record starts: ``PMID-`` at the
+    start or after whitespace, then an optional space and a digit. ``bytes.find`` does the
+    scanning at C speed; only candidates are looked at in Python."""
+    find = buffer.find
+    while (at := find(b"PMID-", position)) >= 0:
+        position = at + 5
+        if at and not buffer[at - 1 : at].isspace():
+            continue
+        digit = buffer[at + 5 : at + 7].lstrip(b" ")[:1]
+        if digit.isdigit():
+            yield at
+
+
+def _record(data: bytes, base: int) -> RawRecord | None:
+    """The raw record in ``data`` (which starts at stream offset ``base``), or None if blank."""
+    stripped = data.lstrip()
+    if not stripped.strip():
+        return None
+    text = stripped.decode("utf-8", errors="replace").rstrip()
+    return RawRecord(offset=base + len(data) - len(stripped), text=text)
+
+
+def iter_raw_records(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[RawRecord]:
     """Split a MEDLINE byte stream into raw records, each with the offset of its first byte.
 
-    Text before the first record (a header some tools write) is yielded as a record of its
-    own, so that it is dead-lettered rather than dropped; whitespace alone is skipped.
+    Reads ``chunk_size`` bytes at a time and finds record starts with one compiled pattern
+    over each chunk, so memory is bounded by the largest record plus a chunk. Text before
+    the first record (a header some tools write) is yielded as a record of its own, so that
+    it is dead-lettered rather than dropped; whitespace alone is skipped.
     """
-    offset = 0
-    start: int | None = None
-    chunks: list[bytes] = []
-    for line in stream:
-        if b"PMID-" in line:
-            cut = 0
-            for match in _RECORD_START.finditer(line):
-                head = line[cut : match.start()]
-                if head.strip():
-                    if start is None:
-                        start = offset + cut + (len(head) - len(head.lstrip()))
-                    chunks.append(head)
-                if chunks:
-                    text = _decode(chunks)
-                    if text:
-                        yield RawRecord(offset=start or 0, text=text)
-                chunks = []
-                start = offset + match.start()
-                cut = match.start()
-            rest = line[cut:]
-        else:
-            rest = line
-        if start is None:
-            stripped = rest.lstrip()
-            if stripped:
-                start = offset + len(rest) - len(stripped) + (len(line) - len(rest))
-        if start is not None:
-            chunks.append(rest)
-        offset += len(line)
-    if chunks:
-        text = _decode(chunks)
-        if text:
-            yield RawRecord(offset=start or 0, text=text)
+    buffer = b""
+    base = 0  # stream offset of buffer[0]
+    scan_from = 0
+    while True:
+        chunk = stream.read(chunk_size)
+        buffer += chunk
+        cut = 0
+        for start in _record_starts(buffer, scan_from):
+            if start > cut:
+                record = _record(buffer[cut:start], base + cut)
+                if record is not None:
+                    yield record
+            cut = start
+        if not chunk:
+            break
+        # Keep the record being read; look again at the tail once more bytes are in.
+        buffer = buffer[cut:]
+        base += cut
+        scan_from = max(1, len(buffer) - _RESCAN)
+    record = _record(buffer[cut:], base + cut)
+    if record is not None:
+        yield record
 
 
 def _is_tag_line(line: str) -> bool:
