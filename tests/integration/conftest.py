@@ -32,7 +32,9 @@ pytestmark = pytest.mark.integration
 #: Where the local services listen unless the environment says otherwise.
 REDIS_HOST = os.environ.get("MEDLINE_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("MEDLINE_LOCAL_REDIS_PORT", "6379"))
-ES_URL = os.environ.get("MEDLINE_TEST_ES_URL", "http://127.0.0.1:9200")
+ES_URL = os.environ.get(
+    "MEDLINE_TEST_ES_URL", f"http://127.0.0.1:{os.environ.get('MEDLINE_LOCAL_ES_PORT', '9200')}"
+)
 #: Redis databases the tests may use (the local Redis is configured with 64).
 TEST_DATABASES = range(1, 64)
 #: Seconds a worker gets to say it is ready.
