@@ -1,0 +1,373 @@
+"""The inbox scan: order, one file at a time, the ledger, failures, the lock (fakeredis).
+
+Batches are "processed" here by committing them straight to the job store, as a worker would;
+the end-to-end behaviour with real workers is in tests/integration/test_scheduled.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import fakeredis
+import pytest
+
+from schemas.dead_letter import DeadLetter
+from schemas.ledger import LedgerEntry
+from schemas.messages import BatchMessage
+from tests.records import medline_record, write_records
+from worker.errors import ConfigurationError
+from worker.inbox import (
+    INBOX_JOB_PREFIX,
+    MAX_ATTEMPTS,
+    InboxLock,
+    Ledger,
+    LockLost,
+    ScanReport,
+    inbox_files,
+    inbox_job_completed,
+    pending_files,
+    scan_inbox,
+)
+from worker.jobs import BatchOutcome, JobStore
+from worker.settings import Settings
+
+
+class Harness:
+    """An inbox, a fake Redis, and a fake worker that commits what the scans publish."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.settings = Settings(key_prefix="t", inbox_dir=str(root), batch_records=2)
+        self.redis = fakeredis.FakeRedis()
+        self.jobs = JobStore(self.redis, self.settings)
+        self.ledger = Ledger(self.redis, self.settings)
+        self.published: list[BatchMessage] = []
+
+    def write(self, name: str, *pmids: int, lr: str = "20200101") -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_records(path, [medline_record(p, lr=lr) for p in pmids])
+
+    def scan(self, **kwargs: bool) -> ScanReport:
+        return scan_inbox(
+            self.settings,
+            client=self.redis,
+            jobs=self.jobs,
+            publish=self.published.append,
+            **kwargs,
+        )
+
+    def work(self, exhausted: bool = False) -> list[str]:
+        """Commit every published batch, as workers would; returns their job ids in order."""
+        done = []
+        for batch in self.published:
+            outcome = BatchOutcome(indexed=len(batch.records))
+            if exhausted:
+                outcome = BatchOutcome(
+                    dead_letters=[
+                        DeadLetter(
+                            queue="exhausted",
+                            reason="Elasticsearch down",
+                            job_id=batch.job_id,
+                            batch_id=batch.batch_id,
+                            source=batch.source,
+                            records=batch.records,
+                        )
+                    ]
+                )
+            self.jobs.commit_batch(batch.job_id, batch.batch_id, outcome)
+            done.append(batch.job_id)
+        self.published.clear()
+        return done
+
+    def entry(self, name: str) -> LedgerEntry:
+        entry = self.ledger.get(str(self.root / name))
+        assert entry is not None, f"{name} not in the ledger"
+        return entry
+
+    def enqueued(self, report: ScanReport) -> list[str]:
+        return [item["name"] for item in report.enqueued]
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Harness:
+    root = tmp_path / "inbox"
+    root.mkdir()
+    return Harness(root)
+
+
+def test_files_go_one_at_a_time_in_name_order(inbox: Harness) -> None:
+    inbox.write("updates/pubmed25n1275.txt", 3)
+    inbox.write("baseline/pubmed25n0002.txt", 2)
+    inbox.write("baseline/pubmed25n0001.txt", 1, 11, 111)
+
+    first = inbox.scan()
+    assert inbox.enqueued(first) == ["baseline/pubmed25n0001.txt"]
+    assert first.waiting_on == "baseline/pubmed25n0001.txt"
+    assert {b.source for b in inbox.published} == {str(inbox.root / "baseline/pubmed25n0001.txt")}
+    assert len(inbox.published) == 2  # 3 records, 2 a batch
+
+    # While the first file's job runs, nothing after it goes.
+    again = inbox.scan()
+    assert again.enqueued == [] and again.waiting_on == "baseline/pubmed25n0001.txt"
+
+    inbox.work()
+    assert inbox.enqueued(inbox.scan()) == ["baseline/pubmed25n0002.txt"]
+    inbox.work()
+    assert inbox.enqueued(inbox.scan()) == ["updates/pubmed25n1275.txt"]
+    inbox.work()
+
+    last = inbox.scan()
+    assert last.enqueued == [] and last.waiting_on is None and last.skipped == 3
+    entry = inbox.entry("baseline/pubmed25n0001.txt")
+    assert entry.state == "completed"
+    assert (entry.records, entry.indexed, entry.attempts) == (3, 3, 1)
+    assert entry.job_id and entry.job_id.startswith(INBOX_JOB_PREFIX)
+    assert inbox.entry("updates/pubmed25n1275.txt").seq > entry.seq
+
+
+def test_a_job_completed_at_enqueue_lets_the_scan_go_on(inbox: Harness) -> None:
+    inbox.write("a.txt", 1)
+    inbox.write("b.txt", 2)
+    # A publisher that is also the worker: each batch is committed as soon as it is sent.
+    inbox.published = _Immediate(inbox.jobs)  # type: ignore[assignment]
+
+    report = inbox.scan()
+
+    assert inbox.enqueued(report) == ["a.txt", "b.txt"]
+    assert report.waiting_on is None
+    assert inbox.entry("b.txt").state == "completed"
+
+
+class _Immediate(list):
+    def __init__(self, jobs: JobStore) -> None:
+        super().__init__()
+        self.jobs = jobs
+
+    def append(self, batch: BatchMessage) -> None:  # type: ignore[override]
+        self.jobs.commit_batch(batch.job_id, batch.batch_id, BatchOutcome(indexed=1))
+
+
+def test_a_changed_file_is_ingested_again_and_a_touched_one_is_not(inbox: Harness) -> None:
+    path = inbox.write("a.txt", 1)
+    inbox.scan()
+    inbox.work()
+    sha = inbox.entry("a.txt").sha256
+
+    os.utime(path, ns=(0, 10**18))  # same content, new mtime
+    touched = inbox.scan()
+    assert touched.enqueued == [] and touched.skipped == 1
+    assert inbox.entry("a.txt").mtime_ns == 10**18
+
+    inbox.write("a.txt", 1, 2)
+    changed = inbox.scan()
+    assert [(i["name"], i["reason"]) for i in changed.enqueued] == [("a.txt", "content changed")]
+    assert inbox.entry("a.txt").sha256 != sha
+
+
+def test_files_after_a_changed_file_are_applied_again_in_order(inbox: Harness) -> None:
+    inbox.write("1-baseline.txt", 1, 2)
+    inbox.write("2-update.txt", 2)
+    for _ in range(2):
+        inbox.scan()
+        inbox.work()
+    assert inbox.scan().skipped == 2
+
+    inbox.write("1-baseline.txt", 1, 2, 3)
+    assert inbox.enqueued(inbox.scan()) == ["1-baseline.txt"]
+    inbox.work()
+    # The update had been applied before the baseline's new content: it goes again, after it.
+    again = inbox.scan()
+    assert [(i["name"], i["reason"]) for i in again.enqueued] == [
+        ("2-update.txt", "an earlier file was applied after it")
+    ]
+    inbox.work()
+    assert inbox.scan().enqueued == []
+
+
+def test_a_late_file_that_sorts_first_is_applied_then_the_later_ones(inbox: Harness) -> None:
+    inbox.write("b.txt", 2)
+    inbox.scan()
+    inbox.work()
+    inbox.write("a.txt", 1)
+
+    assert inbox.enqueued(inbox.scan()) == ["a.txt"]
+    inbox.work()
+    assert inbox.enqueued(inbox.scan()) == ["b.txt"]
+
+
+def test_a_file_that_fails_is_retried_then_blocks_the_files_after_it(inbox: Harness) -> None:
+    (inbox.root / "a.txt.gz").write_bytes(gzip.compress(b"PMID- 1\nTI  - x\n")[:-8] + b"junk")
+    inbox.write("b.txt", 2)
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        report = inbox.scan()
+        assert inbox.enqueued(report) == ["a.txt.gz"], attempt
+        entry = inbox.entry("a.txt.gz")
+        assert entry.state == "failed" and entry.attempts == attempt
+        assert entry.error
+        inbox.work()
+
+    blocked = inbox.scan()
+    assert blocked.blocked == "a.txt.gz" and blocked.enqueued == []
+    assert "a.txt.gz failed 3 times" in (blocked.message or "")
+
+    retried = inbox.scan(retry_failed=True)
+    assert inbox.enqueued(retried) == ["a.txt.gz"]
+
+    # Fixed: a new checksum starts afresh, and the next file follows.
+    inbox.work()
+    inbox.write("a.txt.gz", 1)
+    assert inbox.enqueued(inbox.scan()) == ["a.txt.gz"]
+    assert inbox.entry("a.txt.gz").attempts == 1
+    inbox.work()
+    assert inbox.enqueued(inbox.scan()) == ["b.txt"]
+
+
+def test_exhausted_batches_fail_the_file_and_it_goes_again_once_quiet(inbox: Harness) -> None:
+    inbox.write("a.txt", 1, 2, 3)
+    inbox.write("b.txt", 4)
+    inbox.scan()
+    inbox.work(exhausted=True)
+
+    retry = inbox.scan()
+    assert [(i["name"], i["reason"]) for i in retry.enqueued] == [("a.txt", "its last job failed")]
+    entry = inbox.entry("a.txt")
+    assert entry.attempts == 2 and entry.state == "enqueued"
+    inbox.work()
+    assert inbox.entry("a.txt").state == "enqueued"  # settled by the next scan
+    assert inbox.enqueued(inbox.scan()) == ["b.txt"]
+    done = inbox.entry("a.txt")
+    assert done.state == "completed" and done.exhausted == 0
+
+
+def test_a_failed_job_with_batches_in_flight_is_waited_for(inbox: Harness) -> None:
+    inbox.write("a.txt", 1, 2, 3)
+    inbox.scan()
+    job_id = inbox.entry("a.txt").job_id
+    assert job_id
+    inbox.jobs.fail_job(job_id, "producer stopped: test")
+
+    waiting = inbox.scan()
+    assert waiting.enqueued == [] and waiting.waiting_on == "a.txt"
+    assert inbox.entry("a.txt").state == "failed"
+
+    inbox.work()  # its batches finish
+    assert inbox.enqueued(inbox.scan()) == ["a.txt"]
+
+
+def test_a_scan_that_died_mid_file_is_resumed(inbox: Harness) -> None:
+    inbox.write("a.txt", 1, 2, 3)
+    inbox.scan()
+    entry = inbox.entry("a.txt")
+    # As if the scan had died while enqueuing: ledger and job both still say "enqueuing".
+    entry.state = "enqueuing"
+    inbox.redis.hset(inbox.ledger.key, entry.path, entry.model_dump_json())
+    inbox.redis.hset(inbox.jobs.job_key(entry.job_id or ""), "state", "enqueuing")
+    inbox.work()
+
+    report = inbox.scan()
+
+    assert inbox.enqueued(report) == ["a.txt"]
+    job = inbox.jobs.get(entry.job_id or "")
+    assert job is not None and job.state == "failed" and "interrupted" in (job.error or "")
+
+
+def test_a_file_with_no_record_is_done_with_a_note(inbox: Harness) -> None:
+    (inbox.root / "a.txt").write_text("nothing here\n")
+    inbox.write("b.txt", 2)
+    report = inbox.scan()
+    # Nothing to wait for: its job completed at once, and the next file goes in the same scan.
+    assert inbox.enqueued(report) == ["a.txt", "b.txt"]
+    entry = inbox.entry("a.txt")
+    assert entry.state == "completed" and entry.records == 0
+    assert "holds no MEDLINE or PubMed record" in (entry.error or "")
+
+
+def test_hidden_and_unmatched_files_are_left_alone(inbox: Harness) -> None:
+    inbox.write("a.txt", 1)
+    inbox.write(".partial.txt", 2)
+    inbox.write(".tmp/b.txt", 3)
+    (inbox.root / "notes.md").write_text("x")
+    assert [name for name, _ in inbox_files(inbox.settings)] == ["a.txt"]
+    assert pending_files(inbox.settings, inbox.redis) == [{"name": "a.txt", "status": "new"}]
+
+
+def test_no_inbox_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="MEDLINE_INBOX_DIR"):
+        inbox_files(Settings(key_prefix="t"))
+    with pytest.raises(ConfigurationError, match="not a directory"):
+        inbox_files(Settings(key_prefix="t", inbox_dir=str(tmp_path / "missing")))
+
+
+def test_a_scan_does_nothing_while_another_holds_the_lock(inbox: Harness) -> None:
+    inbox.write("a.txt", 1)
+    other = inbox.ledger.lock()
+    assert other.acquire()
+
+    report = inbox.scan()
+
+    assert report.busy and report.enqueued == [] and inbox.published == []
+    assert inbox.ledger.get(str(inbox.root / "a.txt")) is None
+    assert other.release()
+    assert inbox.enqueued(inbox.scan()) == ["a.txt"]
+
+
+def test_the_lock_is_released_and_renewed_only_by_its_holder(inbox: Harness) -> None:
+    first = InboxLock(inbox.redis, "t:lock", ttl_ms=60_000)
+    second = InboxLock(inbox.redis, "t:lock", ttl_ms=60_000)
+    assert first.acquire()
+    assert not second.acquire()
+    assert not second.release()
+    with pytest.raises(LockLost):
+        second.renew()
+    assert inbox.redis.get("t:lock") == first.token.encode()
+    first.renew()
+    assert first.release()
+    assert second.acquire()
+
+
+def test_a_scanner_that_lost_its_lock_records_nothing(inbox: Harness) -> None:
+    inbox.write("a.txt", 1)
+    lock = inbox.ledger.lock()
+    assert lock.acquire()
+    inbox.redis.delete(lock.key)  # expired
+    entry_path = str(inbox.root / "a.txt")
+    entry = LedgerEntry(
+        path=entry_path, name="a.txt", size=1, mtime_ns=1, sha256="x", state="enqueued"
+    )
+    with pytest.raises(LockLost):
+        inbox.ledger.put(entry, lock)
+    assert inbox.ledger.get(entry_path) is None
+
+
+def test_workers_ask_for_a_scan_only_when_an_inbox_job_completed(inbox: Harness) -> None:
+    inbox.write("a.txt", 1, 2, 3)
+    inbox.scan()
+    job_id = inbox.entry("a.txt").job_id or ""
+    assert not inbox_job_completed(inbox.jobs, job_id)
+    inbox.work()
+    assert inbox_job_completed(inbox.jobs, job_id)
+    inbox.jobs.start_job("20250101T000000-abcdef12", ["x"])
+    inbox.jobs.finish_enqueue("20250101T000000-abcdef12", 0, 0)
+    assert not inbox_job_completed(inbox.jobs, "20250101T000000-abcdef12")
+
+
+def test_crontab_setting_is_checked_and_used() -> None:
+    from celery.schedules import crontab
+    from pydantic import ValidationError
+
+    from worker.celery_app import beat_schedule
+
+    settings = Settings(inbox_dir="/in", schedule_crontab=" 30  2 * *  mon-fri")
+    assert settings.schedule_crontab == "30 2 * * mon-fri"
+    entry = beat_schedule(settings)["scan-inbox"]
+    assert isinstance(entry["schedule"], crontab)
+    assert entry["schedule"].hour == {2} and entry["schedule"].minute == {30}
+    assert beat_schedule(Settings(inbox_dir="/in"))["scan-inbox"]["schedule"] == 300.0
+    assert beat_schedule(Settings()) == {}
+    for bad in ("0 2 * *", "0 25 * * *", "x * * * *"):
+        with pytest.raises(ValidationError):
+            Settings(schedule_crontab=bad)
