@@ -1,0 +1,82 @@
+"""PubMed XML records written for the tests: articles by PMID and revision, deletions, files."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable
+from pathlib import Path
+
+DOCTYPE = (
+    '<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2025//EN" '
+    '"https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">'
+)
+
+
+def _date(tag: str, yyyymmdd: str) -> str:
+    return (
+        f"<{tag}><Year>{yyyymmdd[:4]}</Year><Month>{yyyymmdd[4:6]}</Month>"
+        f"<Day>{yyyymmdd[6:]}</Day></{tag}>"
+    )
+
+
+def medline_citation(pmid: int | str, title: str | None = None, revised: str = "20200101") -> str:
+    """A ``MedlineCitation`` with a title, an abstract, an author and MeSH terms."""
+    title = title or f"Test citation {pmid} on remyelination in multiple sclerosis."
+    return (
+        f'<MedlineCitation Status="MEDLINE" Owner="NLM"><PMID Version="1">{pmid}</PMID>'
+        f"{_date('DateCompleted', '20030402')}{_date('DateRevised', revised)}"
+        '<Article PubModel="Print"><Journal><ISSN IssnType="Print">0022-510X</ISSN>'
+        '<JournalIssue CitedMedium="Print"><Volume>206</Volume><Issue>2</Issue>'
+        "<PubDate><Year>2003</Year><Month>Feb</Month><Day>15</Day></PubDate></JournalIssue>"
+        "<Title>Journal of the neurological sciences</Title></Journal>"
+        f"<ArticleTitle>{title}</ArticleTitle>"
+        "<Pagination><MedlinePgn>123-30</MedlinePgn></Pagination>"
+        "<Abstract><AbstractText>Intravenous immunoglobulin (IVIG) has several effects on "
+        "the immune system.</AbstractText></Abstract>"
+        '<AuthorList CompleteYN="Y"><Author ValidYN="Y"><LastName>Sorensen</LastName>'
+        "<ForeName>Per Soelberg</ForeName><Initials>PS</Initials></Author></AuthorList>"
+        "<Language>eng</Language><PublicationTypeList><PublicationType>Journal Article"
+        "</PublicationType></PublicationTypeList></Article>"
+        "<MedlineJournalInfo><Country>Netherlands</Country><MedlineTA>J Neurol Sci</MedlineTA>"
+        "<NlmUniqueID>0375403</NlmUniqueID></MedlineJournalInfo>"
+        '<MeshHeadingList><MeshHeading><DescriptorName MajorTopicYN="N">Humans'
+        "</DescriptorName></MeshHeading></MeshHeadingList></MedlineCitation>"
+    )
+
+
+def pubmed_article(pmid: int | str, title: str | None = None, revised: str = "20200101") -> str:
+    """A ``PubmedArticle``: the citation and its ``PubmedData`` (history, ids, status)."""
+    return (
+        f"<PubmedArticle>{medline_citation(pmid, title, revised)}<PubmedData><History>"
+        '<PubMedPubDate PubStatus="pubmed"><Year>2003</Year><Month>2</Month><Day>1</Day>'
+        "<Hour>4</Hour><Minute>0</Minute></PubMedPubDate></History>"
+        "<PublicationStatus>ppublish</PublicationStatus><ArticleIdList>"
+        f'<ArticleId IdType="pubmed">{pmid}</ArticleId>'
+        f'<ArticleId IdType="doi">10.1016/test.{pmid}</ArticleId>'
+        "</ArticleIdList></PubmedData></PubmedArticle>"
+    )
+
+
+def delete_citation(pmids: Iterable[int | str]) -> str:
+    inner = "".join(f'<PMID Version="1">{p}</PMID>' for p in pmids)
+    return f"<DeleteCitation>{inner}</DeleteCitation>"
+
+
+def article_set(
+    records: Iterable[str], deletes: Iterable[int | str] = (), root: str = "PubmedArticleSet"
+) -> str:
+    """A whole file: XML declaration, DOCTYPE, the records one a line, then the deletions."""
+    body = "\n".join(records)
+    deleted = list(deletes)
+    tail = f"\n{delete_citation(deleted)}" if deleted else ""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n{DOCTYPE.replace("PubmedArticleSet", root, 1)}'
+        f"\n<{root}>\n{body}{tail}\n</{root}>\n"
+    )
+
+
+def write_xml(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path``, gzipped when the name ends in ``.gz``."""
+    data = text.encode("utf-8")
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path

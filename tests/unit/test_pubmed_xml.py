@@ -1,0 +1,385 @@
+"""PubMed XML: splitting with byte offsets in constant memory, and the mapping onto the same
+document as the MEDLINE text format."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+
+from schemas.deletion import Deletion
+from schemas.document import Document
+from schemas.messages import RawRecord
+from tests.helpers import DATA
+from tests.pubmed_records import (
+    article_set,
+    delete_citation,
+    medline_citation,
+    pubmed_article,
+    write_xml,
+)
+from worker.documents import record_to_document
+from worker.errors import RecordError
+from worker.jobs import JobStore
+from worker.medline_text import format_record, iter_raw_records, open_source
+from worker.pipeline import PARSERS
+from worker.producer import enqueue, iter_records, sniff_format
+from worker.pubmed_xml import (
+    XmlSourceError,
+    iter_xml_records,
+    xml_record_to_document,
+    xml_record_to_fields,
+)
+from worker.settings import Settings
+
+SAMPLE_XML = DATA / "pubmed-baseline-sample.xml"
+SAMPLE_TEXT = DATA / "pubmed-baseline-sample.medline"
+SEED_PMID = "12559498"
+
+
+def xml_records(path: Path) -> list[RawRecord]:
+    with open_source(path) as stream:
+        return list(iter_xml_records(stream))
+
+
+def by_pmid(documents: Iterator[Document | Deletion]) -> dict[str, Document]:
+    found = {}
+    for document in documents:
+        assert isinstance(document, Document)
+        found[document.pmid] = document
+    return found
+
+
+def xml_documents(path: Path) -> dict[str, Document]:
+    return by_pmid(xml_record_to_document(r.text) for r in xml_records(path))
+
+
+def text_documents(path: Path) -> dict[str, Document]:
+    with open_source(path) as stream:
+        return by_pmid(record_to_document(r.text) for r in iter_raw_records(stream))
+
+
+# --- same citation, same document -------------------------------------------------------------
+
+
+def test_each_citation_in_xml_and_in_text_is_the_same_document() -> None:
+    from_xml = xml_documents(SAMPLE_XML)
+    from_text = text_documents(SAMPLE_TEXT)
+    assert sorted(from_xml) == sorted(from_text) == ["12559498", "31071234", "9512345"]
+    for pmid, document in from_xml.items():
+        assert document.index_body() == from_text[pmid].index_body(), pmid
+        assert document == from_text[pmid]
+
+
+@pytest.mark.parametrize("text_form", ["seed-medline.txt", "seed-medline-collapsed.txt"])
+def test_the_seed_in_xml_equals_its_real_medline_forms(text_form: str) -> None:
+    (seed,) = text_documents(DATA / text_form).values()
+    assert xml_documents(SAMPLE_XML)[SEED_PMID] == seed
+
+
+def test_the_seed_renders_exactly_as_pubmed_prints_it() -> None:
+    record = next(r for r in xml_records(SAMPLE_XML) if SEED_PMID in r.text[:400])
+    rendered = format_record(xml_record_to_fields(record.text))
+    assert rendered == (DATA / "seed-medline.txt").read_text().rstrip("\n")
+
+
+def test_rich_citation_fields_land_where_the_text_format_puts_them() -> None:
+    doc = xml_documents(SAMPLE_XML)["31071234"]
+    # Inline markup flattened; structured abstract labelled as the text format does.
+    assert doc.title.startswith("Effect of Lactobacillus rhamnosus GG on CD4+ T cells")
+    assert doc.abstract is not None
+    assert doc.abstract.startswith("BACKGROUND: Probiotics may modulate")
+    assert " METHODS: We randomly assigned" in doc.abstract
+    # Authors keep their own affiliations and ORCID; a group is a corporate author.
+    berg, oneill = doc.authors
+    assert berg.full_name == "Berg, Åsa M" and len(berg.affiliations) == 2
+    assert berg.identifiers == ["ORCID: 0000-0002-1825-0097"]
+    assert oneill.short_name == "O'Neill TJ Jr" and oneill.identifiers == []
+    assert doc.corporate_authors == ["PROBIO Study Group"]
+    assert [i.full_name for i in doc.investigators] == ["Jensen, Anne", "Kim, Min-Jun"]
+    assert doc.investigators[0].affiliations == ["Rigshospitalet, Copenhagen, Denmark."]
+    # MeSH with major flags, on a descriptor or a qualifier.
+    majors = {m.descriptor: m.major for m in doc.mesh}
+    assert majors["Lacticaseibacillus rhamnosus"] and majors["CD4-Positive T-Lymphocytes"]
+    assert not majors["Humans"]
+    assert doc.keywords == ["probiotics", "T cells", "atopic dermatitis"]
+    assert [s.name for s in doc.substances] == [
+        "Cytokines",
+        "Trypsin",
+        "Lactobacillus rhamnosus GG",
+    ]
+    assert [g.agency for g in doc.grants] == ["NIAID NIH HHS", "Wellcome Trust"]
+    assert str(doc.revised) == "2021-03-02" and doc.revision_version() == 20210302
+    assert str(doc.electronic_pub_date) == "2019-05-09"
+    assert doc.pub_date is not None and doc.pub_date.raw == "2019 May"
+    assert [h.status for h in doc.history][:2] == ["received", "accepted"]
+    assert (doc.doi, doc.pmc) == ("10.1371/journal.pone.0216543", "PMC6508000")
+    assert doc.other_abstracts == ["Publisher: Resumen disponible del editor."]
+    assert doc.extra["CIN"] == ["PLoS One. 2019 Jul 1;14(7):e0219000 PMID: 31260001"]
+    assert doc.extra["EIN"] == ["PLoS One. 2019 Aug 2;14(8):e0220999 PMID: 31370002"]
+    assert "Cites" not in doc.extra and "CC" not in doc.extra  # the reference list
+    other = xml_documents(SAMPLE_XML)["9512345"]
+    assert other.pub_date is not None and other.pub_date.raw == "1998 Jan-Feb"
+    assert other.transliterated_title == (
+        "Les rickettsioses en Provence : la fièvre boutonneuse revisitée."
+    )
+    assert other.extra["CON"] == ["Bull Acad Natl Med. 1997;181(5):879-90 PMID: 9412345"]
+
+
+def test_season_and_numeric_months() -> None:
+    text = pubmed_article(7).replace(
+        "<Month>Feb</Month><Day>15</Day></PubDate>", "<Season>Winter</Season></PubDate>"
+    )
+    doc = xml_record_to_document(text)
+    assert isinstance(doc, Document) and doc.pub_date is not None
+    assert doc.pub_date.raw == "2003 Winter" and doc.pub_date.year == 2003
+    numeric = pubmed_article(8).replace("<Month>Feb</Month>", "<Month>02</Month>")
+    doc = xml_record_to_document(numeric)
+    assert isinstance(doc, Document) and doc.pub_date is not None
+    assert doc.pub_date.raw == "2003 Feb 15"
+
+
+def test_a_book_article_is_mapped_simply() -> None:
+    text = (
+        '<PubmedBookArticle><BookDocument><PMID Version="1">20301295</PMID>'
+        '<ArticleIdList><ArticleId IdType="bookaccession">NBK1116</ArticleId></ArticleIdList>'
+        "<Book><Publisher><PublisherName>University of Washington, Seattle</PublisherName>"
+        "<PublisherLocation>Seattle (WA)</PublisherLocation></Publisher>"
+        "<BookTitle>GeneReviews<sup>®</sup></BookTitle><PubDate><Year>1993</Year></PubDate>"
+        '<AuthorList Type="editors"><Author><LastName>Adam</LastName><ForeName>Margaret P'
+        "</ForeName><Initials>MP</Initials></Author></AuthorList></Book>"
+        "<ArticleTitle>Alpha-Thalassemia</ArticleTitle><Language>eng</Language>"
+        '<AuthorList Type="authors"><Author><LastName>Tamary</LastName><ForeName>Hannah'
+        "</ForeName><Initials>H</Initials></Author></AuthorList>"
+        "<PublicationType>Review</PublicationType>"
+        '<Abstract><AbstractText Label="CLINICAL CHARACTERISTICS">Alpha-thalassemia has two'
+        " forms.</AbstractText></Abstract>"
+        f"{_book_date('DateRevised', '20230511')}</BookDocument>"
+        '<PubmedBookData><History><PubMedPubDate PubStatus="pubmed"><Year>2010</Year>'
+        "<Month>3</Month><Day>20</Day><Hour>6</Hour><Minute>0</Minute></PubMedPubDate>"
+        "</History><PublicationStatus>ppublish</PublicationStatus></PubmedBookData>"
+        "</PubmedBookArticle>"
+    )
+    doc = xml_record_to_document(text)
+    assert isinstance(doc, Document)
+    assert (doc.pmid, doc.title) == ("20301295", "Alpha-Thalassemia")
+    assert doc.abstract == "CLINICAL CHARACTERISTICS: Alpha-thalassemia has two forms."
+    assert doc.authors[0].full_name == "Tamary, Hannah"
+    assert doc.extra["BTI"] == ["GeneReviews®"] and doc.extra["ED"] == ["Adam MP"]
+    assert doc.extra["DRDT"] == ["20230511"] and doc.extra["PB"]
+    assert doc.article_ids[0].value == "NBK1116"
+    assert str(doc.entrez_date) == "2010-03-20 06:00:00"
+
+
+def _book_date(tag: str, value: str) -> str:
+    return (
+        f"<{tag}><Year>{value[:4]}</Year><Month>{value[4:6]}</Month><Day>{value[6:]}</Day></{tag}>"
+    )
+
+
+# --- deletions and bad records ----------------------------------------------------------------
+
+
+def test_delete_citation_is_one_deletion_per_pmid(tmp_path: Path) -> None:
+    path = write_xml(tmp_path / "u.xml", article_set([pubmed_article(1)], deletes=[2, 3]))
+    records = xml_records(path)
+    assert [r.text for r in records[1:]] == [
+        '<DeleteCitation><PMID Version="1">2</PMID></DeleteCitation>',
+        '<DeleteCitation><PMID Version="1">3</PMID></DeleteCitation>',
+    ]
+    assert [xml_record_to_document(r.text) for r in records[1:]] == [
+        Deletion(pmid="2"),
+        Deletion(pmid="3"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "pmid"),
+    [
+        ("<PubmedArticle><MedlineCitation><PMID>12</PMID>", "not well-formed XML", "12"),
+        ("not xml at all", "not well-formed XML", None),
+        (medline_citation(13).replace('<PMID Version="1">13</PMID>', ""), "no PMID", None),
+        (medline_citation(14).replace("<ArticleTitle>", "<ArticleTitle>  "), None, None),
+        (
+            medline_citation(15)
+            .replace("<ArticleTitle>", "<X>")
+            .replace("</ArticleTitle>", "</X>"),
+            "title",
+            "15",
+        ),
+        (medline_citation("1a6"), "digits only", "1a6"),
+        ("<Other><PMID>5</PMID></Other>", "not a PubMed record: <Other>", None),
+        ("<PubmedArticle><PubmedData/></PubmedArticle>", "no <MedlineCitation>", None),
+        (delete_citation(["x9"]), "digits only", None),
+        (delete_citation([1, 2]), "one PMID", None),
+    ],
+)
+def test_bad_records_raise_record_errors(text: str, reason: str | None, pmid: str | None) -> None:
+    if reason is None:  # leading blanks in a title are fine
+        assert isinstance(xml_record_to_document(text), Document)
+        return
+    with pytest.raises(RecordError) as caught:
+        xml_record_to_document(text)
+    assert reason in caught.value.reason
+    assert caught.value.pmid == pmid
+
+
+def test_the_pipeline_parses_xml_batches() -> None:
+    assert PARSERS["pubmed-xml"] is xml_record_to_document
+
+
+# --- splitting --------------------------------------------------------------------------------
+
+
+class Trickle(io.RawIOBase):
+    """A stream that returns at most ``size`` bytes a read, to cut tags across reads."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self.data, self.size, self.pos = data, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.size if n is None or n < 0 else min(n, self.size)
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += len(chunk)
+        return chunk
+
+
+TRICKY = (
+    article_set(
+        [
+            "<!-- a comment with <PubmedArticle> inside -->",
+            pubmed_article(1, title="Title with <![CDATA[<PubmedArticle> in CDATA]]> text."),
+            pubmed_article(2, title="Ünïcödé títle, 日本語."),
+            "<PubmedBookArticle><BookDocument><PMID>3</PMID>"
+            "<ArticleTitle>Book</ArticleTitle></BookDocument></PubmedBookArticle>",
+        ],
+        deletes=[4, 5],
+    )
+).encode()
+
+
+@pytest.mark.parametrize("size", [1, 7, 19, 20, 21, 4096, 1 << 20])
+def test_byte_offsets_point_at_each_record_whatever_the_read_size(size: int) -> None:
+    records = list(iter_xml_records(Trickle(TRICKY, size)))  # type: ignore[arg-type]
+    starts = [b"<PubmedArticle>", b"<PubmedArticle>", b"<PubmedBookArticle>"]
+    starts += [b"<DeleteCitation>"] * 2
+    assert len(records) == len(starts)
+    for record, start in zip(records, starts, strict=True):
+        assert TRICKY[record.offset :].startswith(start), (size, record.offset)
+    assert records[3].offset == records[4].offset
+    assert "in CDATA" in records[0].text
+    doc = xml_record_to_document(records[1].text)
+    assert isinstance(doc, Document) and doc.title == "Ünïcödé títle, 日本語."
+
+
+def test_medline_citation_set_files_plain_and_gzipped(tmp_path: Path) -> None:
+    text = article_set(
+        [medline_citation(10), medline_citation(11)], deletes=[12], root="MedlineCitationSet"
+    )
+    for name in ("set.xml", "set.xml.gz"):
+        path = write_xml(tmp_path / name, text)
+        records = xml_records(path)
+        assert [r.text[:17] for r in records] == [
+            "<MedlineCitation ",
+            "<MedlineCitation ",
+            "<DeleteCitation><",
+        ]
+        raw = text.encode()
+        for record in records:
+            # Offsets count bytes of the decompressed stream.
+            assert raw[record.offset :].startswith(record.text[:16].encode())
+        docs = [xml_record_to_document(r.text) for r in records]
+        assert [d.pmid for d in docs] == ["10", "11", "12"]
+        assert isinstance(docs[2], Deletion)
+
+
+def test_a_medline_citation_inside_its_article_is_not_a_record_of_its_own(tmp_path: Path) -> None:
+    path = write_xml(tmp_path / "a.xml", article_set([pubmed_article(1), pubmed_article(2)]))
+    records = xml_records(path)
+    assert [r.text[:15] for r in records] == ["<PubmedArticle>"] * 2
+
+
+def test_a_broken_file_stops_with_a_clear_error_after_its_good_records(tmp_path: Path) -> None:
+    text = article_set([pubmed_article(1), pubmed_article(2)])
+    second = text.index("<PubmedArticle>", text.index("<PubmedArticle>") + 1)
+    path = write_xml(tmp_path / "broken.xml", text[: second + 300])  # cut inside the second
+    got = []
+    with open_source(path) as stream, pytest.raises(XmlSourceError) as caught:
+        for record in iter_xml_records(stream):
+            got.append(record)
+    assert len(got) == 1
+    assert str(path) in str(caught.value) and "not well-formed XML at line" in str(caught.value)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Endless(io.RawIOBase):
+    """``count`` articles made on the fly: the input never sits in memory whole."""
+
+    def __init__(self, count: int) -> None:
+        self.parts = self._parts(count)
+        self.buffer = b""
+
+    @staticmethod
+    def _parts(count: int) -> Iterator[bytes]:
+        yield b'<?xml version="1.0"?>\n<PubmedArticleSet>\n'
+        for pmid in range(1, count + 1):
+            yield pubmed_article(pmid).encode() + b"\n"
+        yield b"</PubmedArticleSet>\n"
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = 1 << 16 if n is None or n < 0 else n
+        while len(self.buffer) < n:
+            part = next(self.parts, None)
+            if part is None:
+                break
+            self.buffer += part
+        chunk, self.buffer = self.buffer[:n], self.buffer[n:]
+        return chunk
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
+def test_memory_stays_flat_however_long_the_file() -> None:
+    count = 60_000  # about 100 MB of XML; kept whole as a tree it would take far more
+    baseline = peak = 0
+    for i, record in enumerate(iter_xml_records(Endless(count))):  # type: ignore[arg-type]
+        if i == 2_000:
+            baseline = _rss_bytes()
+        elif i % 2_000 == 0:
+            peak = max(peak, _rss_bytes())
+        assert record.offset >= 0
+    assert i == count - 1
+    growth = peak - baseline
+    assert growth < 40 * 1024 * 1024, f"memory grew by {growth / 1e6:.0f} MB"
+
+
+# --- the producer -----------------------------------------------------------------------------
+
+
+def test_sniff_and_enqueue_xml_files_as_pubmed_xml_batches(tmp_path: Path) -> None:
+    path = write_xml(
+        tmp_path / "b.xml.gz", article_set([pubmed_article(i) for i in range(1, 6)], deletes=[9])
+    )
+    with open_source(path) as stream:
+        assert sniff_format(stream) == "pubmed-xml"
+        assert len(list(iter_records(stream, "pubmed-xml"))) == 6
+    settings = Settings(key_prefix="t")
+    jobs = JobStore(fakeredis.FakeRedis(), settings)
+    sent = []
+    result = enqueue([str(path)], settings=settings, jobs=jobs, publish=sent.append, max_records=4)
+    assert (result.records, result.batches) == (6, 2)
+    assert {b.format for b in sent} == {"pubmed-xml"}
+    assert sent[-1].records[-1].text.startswith("<DeleteCitation>")
