@@ -1,0 +1,128 @@
+"""PubMed XML end to end: real broker, real worker processes, real Elasticsearch.
+
+Same citation as text and as XML → the same indexed document; an update file revises and
+deletes; a stale revision arriving last does not win and is counted, not dead-lettered.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from schemas.job import JobSummary
+from tests.helpers import DATA, run_cli
+from tests.integration.conftest import Stack, WorkerFactory
+from tests.pubmed_records import article_set, pubmed_article, write_xml
+
+#: Seconds a whole job may take in these tests before they fail.
+JOB_TIMEOUT = 300
+
+
+def ingest(stack: Stack, path: Path, *args: str) -> JobSummary:
+    """``enqueue PATH --wait`` through the CLI; the job's full summary."""
+    proc = run_cli(
+        "enqueue",
+        str(path),
+        "--wait",
+        "--timeout",
+        str(JOB_TIMEOUT),
+        *args,
+        env=stack.env,
+        check=True,
+        timeout=JOB_TIMEOUT + 60,
+    )
+    summary = stack.jobs.get(json.loads(proc.stdout)["job_id"])
+    assert summary is not None and summary.state == "completed", summary
+    return summary
+
+
+def sources(stack: Stack) -> dict[str, dict[str, Any]]:
+    stack.refresh()
+    response = stack.es.search(index=stack.settings.index, size=1000, query={"match_all": {}})
+    return {hit["_id"]: hit["_source"] for hit in response["hits"]["hits"]}
+
+
+def test_the_same_citations_as_text_and_as_xml_index_the_same_documents(
+    stack: Stack, workers: WorkerFactory
+) -> None:
+    workers.start(concurrency=2)
+
+    from_text = ingest(stack, DATA / "pubmed-baseline-sample.medline")
+    assert (from_text.records, from_text.indexed) == (3, 3)
+    indexed_from_text = sources(stack)
+    assert sorted(indexed_from_text) == ["12559498", "31071234", "9512345"]
+
+    # The same revisions again, from XML: written over (same version), not skipped.
+    from_xml = ingest(stack, DATA / "pubmed-baseline-sample.xml", "--batch-records", "1")
+    assert (from_xml.records, from_xml.indexed, from_xml.skipped_stale) == (3, 3, 0)
+    assert from_xml.dead_lettered == 0
+    assert sources(stack) == indexed_from_text
+    seed = indexed_from_text["12559498"]
+    assert seed["revised"] == "2019-07-24"
+    assert seed["mesh"][-1] == {
+        "descriptor": "Multiple Sclerosis",
+        "qualifiers": ["pathology", "therapy"],
+        "major": True,
+    }
+
+
+def test_an_update_file_revises_and_deletes_and_a_stale_revision_does_not_win(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    workers.start(concurrency=2)
+    baseline = write_xml(
+        tmp_path / "pubmed25n0001.xml.gz",
+        article_set([pubmed_article(p, revised="20200101") for p in range(501, 506)]),
+    )
+    update = write_xml(
+        tmp_path / "pubmed25n1275.xml",
+        article_set(
+            [pubmed_article(502, title="Revised title of 502.", revised="20240601")],
+            deletes=[503],
+        ),
+    )
+    stale = write_xml(
+        tmp_path / "stale.xml",
+        article_set([pubmed_article(502, title="An older revision of 502.", revised="20210101")]),
+    )
+
+    first = ingest(stack, baseline, "--batch-records", "2")
+    assert (first.records, first.indexed) == (5, 5)
+
+    second = ingest(stack, update)
+    assert (second.records, second.indexed, second.deleted) == (2, 1, 1)
+    assert second.dead_lettered == 0
+    docs = sources(stack)
+    assert sorted(docs) == ["501", "502", "504", "505"]
+    assert docs["502"]["title"] == "Revised title of 502."
+    assert docs["502"]["revised"] == "2024-06-01"
+
+    third = ingest(stack, stale)
+    assert (third.records, third.indexed, third.skipped_stale) == (1, 0, 1)
+    assert third.dead_lettered == 0
+    assert stack.dead_letters.counts() == {"malformed": 0, "rejected": 0, "exhausted": 0}
+    assert sources(stack)["502"]["title"] == "Revised title of 502."
+    version = stack.es.get(index=stack.settings.index, id="502")["_version"]
+    assert version == 20240601
+
+
+def test_a_bad_xml_record_is_dead_lettered_with_its_offset(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    workers.start()
+    no_title = pubmed_article(602).replace("<ArticleTitle>", "<VernacularTitle>")
+    no_title = no_title.replace("</ArticleTitle>", "</VernacularTitle>")
+    path = write_xml(
+        tmp_path / "mixed.xml", article_set([pubmed_article(601), no_title, pubmed_article(603)])
+    )
+
+    summary = ingest(stack, path)
+
+    assert (summary.records, summary.indexed, summary.dead_lettered) == (3, 2, 1)
+    (entry,) = stack.dead_letters.iter_entries("malformed")
+    assert entry.format == "pubmed-xml" and entry.pmid == "602"
+    assert "title" in entry.reason
+    (record,) = entry.records
+    assert path.read_bytes()[record.offset :].startswith(b"<PubmedArticle><MedlineCitation")
+    assert b"602" in path.read_bytes()[record.offset : record.offset + 200]
