@@ -27,6 +27,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from tests.helpers import REPO
 from worker import health
@@ -484,10 +485,10 @@ def test_every_direct_dependency_is_pinned_within_its_range() -> None:
 
 
 def test_every_transitive_dependency_installed_here_is_pinned() -> None:
-    """Walks the dependency tree through the packages installed in this environment (their
-    metadata, for Python 3.11 on Linux); a package the project pulls in but the constraints miss
-    would be fetched unpinned. The image build's ``--no-index`` + ``pip check`` are the complete
-    check; this one catches it without building."""
+    """Walks the dependency tree through the packages installed here at their pinned version
+    (their metadata, for this Python on this platform); a package the project pulls in but the
+    constraints miss would be fetched unpinned. The image build's ``--no-index`` and
+    ``pip check`` are the complete check; this one catches it without building."""
     pins = constraint_pins()
     seen: set[str] = set()
     todo = [(r, "") for r in project_requirements()]
@@ -506,6 +507,8 @@ def test_every_transitive_dependency_installed_here_is_pinned() -> None:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue  # not installed here: the image build checks it
+        if name not in pins or Version(dist.version) != Version(pins[name]):
+            continue  # another version here: its requirements may differ from the pinned one's
         for raw in dist.requires or []:
             child = Requirement(raw)
             for child_extra in ["", *sorted(requirement.extras)]:
