@@ -76,7 +76,9 @@ def article_set(
 
 
 def write_xml(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path``, gzipped when the name ends in ``.gz``."""
+    """Write ``text`` to ``path`` (creating its directory), gzipped when the name ends in
+    ``.gz``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8")
     path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
     return path

@@ -1,0 +1,246 @@
+"""Scheduled ingestion end to end: an inbox, real workers, real beat processes, the real services.
+
+Baseline then updates apply in name order with deletions and revisions; a second scan ingests
+nothing; a changed file is ingested again (and the files after it re-applied); two beats and
+several ``run-now`` racing ingest each file once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.job import JobSummary
+from schemas.ledger import LedgerEntry
+from tests.helpers import REPO, run_cli, wait_for
+from tests.integration.conftest import Stack, WorkerFactory
+from tests.pubmed_records import article_set, pubmed_article, write_xml
+from tests.records import medline_record, write_records
+from worker.inbox import INBOX_JOB_PREFIX, Ledger
+
+#: Seconds the whole inbox may take in these tests before they fail.
+INBOX_TIMEOUT = 300
+
+
+@pytest.fixture
+def inbox(stack: Stack, tmp_path: Path) -> Path:
+    """An inbox directory, named in the stack's settings (for the CLI, workers and beats)."""
+    path = tmp_path / "inbox"
+    path.mkdir()
+    stack.env["MEDLINE_INBOX_DIR"] = str(path)
+    stack.env["MEDLINE_BATCH_RECORDS"] = "3"
+    return path
+
+
+def run_now(stack: Stack, *args: str) -> list[dict]:
+    proc = run_cli(
+        "schedule",
+        "run-now",
+        "--json",
+        *args,
+        env=stack.env,
+        check=True,
+        timeout=INBOX_TIMEOUT + 60,
+    )
+    return json.loads(proc.stdout)
+
+
+def run_now_until_done(stack: Stack) -> list[dict]:
+    return run_now(stack, "--wait", "--timeout", str(INBOX_TIMEOUT))
+
+
+def ledger(stack: Stack) -> dict[str, LedgerEntry]:
+    """The ledger by name (path relative to the inbox)."""
+    return {e.name: e for e in Ledger(stack.redis, stack.settings).all().values()}
+
+
+def inbox_jobs(stack: Stack) -> list[JobSummary]:
+    return [j for j in stack.jobs.recent(limit=1000) if j.job_id.startswith(INBOX_JOB_PREFIX)]
+
+
+def titles(stack: Stack) -> dict[str, str]:
+    stack.refresh()
+    response = stack.es.search(index=stack.settings.index, size=1000, query={"match_all": {}})
+    return {hit["_id"]: hit["_source"]["title"] for hit in response["hits"]["hits"]}
+
+
+def test_baseline_then_updates_apply_in_order_and_a_second_scan_ingests_nothing(
+    stack: Stack, workers: WorkerFactory, inbox: Path
+) -> None:
+    write_xml(
+        inbox / "baseline" / "pubmed25n0001.xml.gz",
+        article_set([pubmed_article(p) for p in range(701, 721)]),
+    )
+    write_xml(
+        inbox / "updatefiles" / "pubmed25n1275.xml",
+        article_set([pubmed_article(702, "Revised 702.", revised="20240101")], deletes=[703]),
+    )
+    write_records(inbox / "updatefiles" / "pubmed25n1276.txt", [medline_record(730)])
+    (inbox / "README.md").write_text("not an input")
+    workers.start(concurrency=2)
+
+    run_now_until_done(stack)
+
+    expected = {str(p) for p in range(701, 721) if p != 703} | {"730"}
+    docs = titles(stack)
+    assert set(docs) == expected
+    assert docs["702"] == "Revised 702."
+    files = ledger(stack)
+    names = ["baseline/pubmed25n0001.xml.gz", "updatefiles/pubmed25n1275.xml"]
+    names += ["updatefiles/pubmed25n1276.txt"]
+    assert sorted(files) == names
+    assert all(files[n].state == "completed" and files[n].attempts == 1 for n in names)
+    assert [files[n].seq for n in names] == sorted(files[n].seq for n in names)
+    update = files["updatefiles/pubmed25n1275.xml"]
+    assert (update.records, update.indexed, update.deleted) == (2, 1, 1)
+    assert files["baseline/pubmed25n0001.xml.gz"].indexed == 20
+    # Ordering: each file was enqueued only after the previous file's job had completed.
+    for before, after in itertools.pairwise(names):
+        previous = stack.jobs.get(files[before].job_id or "")
+        assert previous is not None and previous.finished_at is not None
+        assert files[after].enqueued_at is not None
+        assert files[after].enqueued_at >= previous.finished_at, (before, after)
+
+    jobs_before = len(inbox_jobs(stack))
+    (again,) = run_now(stack)
+    assert again["enqueued"] == [] and again["skipped"] == 3 and again["waiting_on"] is None
+    assert len(inbox_jobs(stack)) == jobs_before == 3
+    listing = json.loads(run_cli("files", "--json", env=stack.env, check=True).stdout)
+    assert [e["name"] for e in listing] == names
+
+
+def test_a_changed_file_is_ingested_again_and_later_files_reapplied(
+    stack: Stack, workers: WorkerFactory, inbox: Path
+) -> None:
+    baseline = write_records(inbox / "a-baseline.txt", [medline_record(801), medline_record(802)])
+    write_xml(inbox / "b-update.xml", article_set([], deletes=[802]))
+    workers.start(concurrency=2)
+    run_now_until_done(stack)
+    assert set(titles(stack)) == {"801"}
+    first = ledger(stack)
+
+    write_records(
+        baseline,
+        [
+            medline_record(801, "New content of 801.", lr="20240101"),
+            medline_record(802),
+            medline_record(803),
+        ],
+    )
+    run_now_until_done(stack)
+
+    now = ledger(stack)
+    changed = now["a-baseline.txt"]
+    assert changed.sha256 != first["a-baseline.txt"].sha256
+    assert changed.reason == "content changed" and changed.state == "completed"
+    assert changed.job_id != first["a-baseline.txt"].job_id and changed.records == 3
+    # The update was applied again after the new baseline, so 802 stays deleted.
+    reapplied = now["b-update.xml"]
+    assert reapplied.reason == "an earlier file was applied after it"
+    assert reapplied.seq > changed.seq and reapplied.deleted == 1
+    docs = titles(stack)
+    assert set(docs) == {"801", "803"}
+    assert docs["801"] == "New content of 801."
+    assert len(inbox_jobs(stack)) == 4
+
+
+class Beat:
+    """A real ``medline-ingest beat`` process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "beat"],
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
+
+    def ticks(self) -> int:
+        """Scans this beat has sent so far."""
+        if self.proc.poll() is not None:
+            raise AssertionError(f"beat exited with {self.proc.returncode}:\n{self.log()}")
+        return self.log().count("Sending due task scan-inbox")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def beats(stack: Stack, inbox: Path, tmp_path: Path) -> Iterator[list[Beat]]:
+    started: list[Beat] = []
+    env = {**stack.env, "MEDLINE_SCHEDULE_INTERVAL": "0.3"}
+    try:
+        started += [Beat(env, tmp_path / f"beat-{i}.log") for i in range(2)]
+        yield started
+    finally:
+        for beat in started:
+            beat.stop()
+
+
+def test_two_beats_and_racing_run_nows_ingest_each_file_once(
+    stack: Stack, workers: WorkerFactory, inbox: Path, beats: list[Beat], tmp_path: Path
+) -> None:
+    expected: set[str] = set()
+    for i in range(4):
+        pmids = range(900 + 10 * i, 905 + 10 * i)
+        expected |= {str(p) for p in pmids}
+        if i % 2:
+            write_records(inbox / f"file-{i}.txt", [medline_record(p) for p in pmids])
+        else:
+            write_xml(inbox / f"file-{i}.xml", article_set([pubmed_article(p) for p in pmids]))
+    workers.start(concurrency=2)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "schedule", "run-now"],
+            env={**os.environ, **stack.env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+        )
+        for _ in range(3)
+    ]
+
+    def all_done() -> bool:
+        files = ledger(stack)
+        return len(files) == 4 and all(e.state == "completed" for e in files.values())
+
+    wait_for(all_done, timeout=INBOX_TIMEOUT, what="every inbox file ingested")
+    for racer in racers:
+        _, err = racer.communicate(timeout=120)
+        assert racer.returncode == 0, err.decode(errors="replace")
+    # Both beats keep scanning after the inbox is done: let each send a few more scans.
+    marks = [beat.ticks() for beat in beats]
+    wait_for(
+        lambda: all(b.ticks() >= m + 5 for b, m in zip(beats, marks, strict=True)),
+        timeout=120,
+        what="both beats sending more scans",
+    )
+    wait_for(lambda: stack.queue_depth() == 0, timeout=120, what="the scans to be taken")
+
+    jobs = inbox_jobs(stack)
+    sources = sorted(source for job in jobs for source in job.sources)
+    assert sources == sorted(str(inbox / name) for name in ledger(stack)), "a file ran twice"
+    assert all(e.attempts == 1 for e in ledger(stack).values())
+    assert sum(job.indexed for job in jobs) == len(expected) == 20
+    assert set(titles(stack)) == expected
