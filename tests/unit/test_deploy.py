@@ -667,7 +667,12 @@ def test_exactly_one_beat_replaced_not_rolled(where_docs: tuple[str, list[dict[s
     beat = by_kind(docs, "Deployment")["medline-beat"]
     assert beat["spec"]["replicas"] == 1, where
     assert beat["spec"]["strategy"]["type"] == "Recreate", where
-    assert containers(beat)[0]["args"] == ["beat"]
+    (container,) = containers(beat)
+    assert container["args"] == ["beat"]
+    if where != "base":  # beat refuses to start without an inbox: overlays must give it one
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        assert env.get("MEDLINE_INBOX_DIR") in mounts, f"{where}: beat has no inbox"
     assert "medline-beat" not in {
         so["spec"]["scaleTargetRef"]["name"] for so in by_kind(docs, "ScaledObject").values()
     }
