@@ -581,7 +581,7 @@ def search(query: str, size: int, as_json: bool) -> None:
 # --- commands from other modules -----------------------------------------------------------------
 
 #: Modules that contribute commands, each through a ``COMMANDS`` list of click commands.
-COMMAND_MODULES = ("worker.cli_ops", "worker.cli_schedule")
+COMMAND_MODULES = ("worker.cli_ops", "worker.cli_schedule", "worker.health")
 
 
 def _register_command_modules() -> None:
