@@ -311,6 +311,33 @@ class _Fields:
                 value = _text(ident)
                 self.add("AUID", f"{source}: {value}" if source else value)
 
+    def locations(self, parent: etree._Element) -> None:
+        """LID lines from ``ELocationID``: ``value [doi]``, ``value [pii]``."""
+        for location in parent.iterchildren("ELocationID"):
+            kind = _norm(location.get("EIdType"))
+            self.add("LID", f"{_text(location)} [{kind}]" if kind else _text(location))
+
+    def abstract(self, abstract: etree._Element | None) -> None:
+        """AB (sections labelled) and CI, its copyright line."""
+        if abstract is not None:
+            self.add("AB", _abstract(abstract))
+            self.add("CI", abstract.findtext("CopyrightInformation"))
+
+    def grants(self, parent: etree._Element) -> None:
+        """GR lines: ``GrantID/Acronym/Agency/Country``, trailing empty parts left out."""
+        for grant in parent.iterfind("GrantList/Grant"):
+            parts = [_norm(grant.findtext(p)) for p in ("GrantID", "Acronym", "Agency", "Country")]
+            while parts and not parts[-1]:
+                parts.pop()
+            self.add("GR", "/".join(parts))
+
+    def keywords(self, parent: etree._Element) -> None:
+        """OTO (the list's owner) then its OT lines, per ``KeywordList``."""
+        for keywords in parent.iterchildren("KeywordList"):
+            self.add("OTO", keywords.get("Owner"))
+            for keyword in keywords.iterchildren("Keyword"):
+                self.add("OT", _text(keyword))
+
     def history(self, history: etree._Element | None) -> None:
         """EDAT, MHDA, CRDT (from the pubmed, medline and entrez dates) then every PHST."""
         if history is None:
@@ -398,13 +425,8 @@ def citation_fields(citation: etree._Element, pubmed_data: etree._Element | None
         start, end = (_norm(article.findtext(f"Pagination/{p}")) for p in ("StartPage", "EndPage"))
         pages = f"{start}-{end}" if start and end else start
     f.add("PG", pages)
-    for location in article.iterchildren("ELocationID"):
-        kind = _norm(location.get("EIdType"))
-        f.add("LID", f"{_text(location)} [{kind}]" if kind else _text(location))
-    abstract = article.find("Abstract")
-    f.add("AB", _abstract(abstract))
-    if abstract is not None:
-        f.add("CI", abstract.findtext("CopyrightInformation"))
+    f.locations(article)
+    f.abstract(article.find("Abstract"))
     f.people(article.findall("AuthorList/Author"), "FAU", "AU", "AD")
     for language in article.iterchildren("Language"):
         f.add("LA", language.text)
@@ -412,11 +434,7 @@ def citation_fields(citation: etree._Element, pubmed_data: etree._Element | None
         name = _norm(bank.findtext("DataBankName"))
         for accession in bank.iterfind("AccessionNumberList/AccessionNumber"):
             f.add("SI", f"{name}/{_text(accession)}" if name else _text(accession))
-    for grant in article.iterfind("GrantList/Grant"):
-        parts = [_norm(grant.findtext(p)) for p in ("GrantID", "Acronym", "Agency", "Country")]
-        while parts and not parts[-1]:
-            parts.pop()
-        f.add("GR", "/".join(parts))
+    f.grants(article)
     for kind in article.iterfind("PublicationTypeList/PublicationType"):
         f.add("PT", kind.text)
     for date in article.iterchildren("ArticleDate"):
@@ -465,10 +483,7 @@ def citation_fields(citation: etree._Element, pubmed_data: etree._Element | None
     for other_id in citation.iterchildren("OtherID"):
         source = _norm(other_id.get("Source"))
         f.add("OID", f"{source}: {_text(other_id)}" if source else _text(other_id))
-    for keywords in citation.iterchildren("KeywordList"):
-        f.add("OTO", keywords.get("Owner"))
-        for keyword in keywords.iterchildren("Keyword"):
-            f.add("OT", _text(keyword))
+    f.keywords(citation)
     for note in citation.iterchildren("GeneralNote"):
         f.add("GN", _text(note))
     f.people(citation.findall("InvestigatorList/Investigator"), "FIR", "IR", "IRAD")
@@ -514,13 +529,8 @@ def book_fields(book: etree._Element) -> Fields:
     f.add("CTI", _text(about.find("CollectionTitle")))
     f.add("VTI", _text(about.find("VolumeTitle")))
     f.add("EN", about.findtext("Edition"))
-    for location in document.iterchildren("ELocationID"):
-        kind = _norm(location.get("EIdType"))
-        f.add("LID", f"{_text(location)} [{kind}]" if kind else _text(location))
-    abstract = document.find("Abstract")
-    f.add("AB", _abstract(abstract))
-    if abstract is not None:
-        f.add("CI", abstract.findtext("CopyrightInformation"))
+    f.locations(document)
+    f.abstract(document.find("Abstract"))
     for editors in about.iterfind("AuthorList[@Type='editors']"):
         for editor in editors.iterchildren("Author"):
             last, fore = _norm(editor.findtext("LastName")), _norm(editor.findtext("ForeName"))
@@ -531,19 +541,12 @@ def book_fields(book: etree._Element) -> Fields:
             f.people(authors.findall("Author"), "FAU", "AU", "AD")
     for language in document.iterchildren("Language"):
         f.add("LA", language.text)
-    for grant in document.iterfind("GrantList/Grant"):
-        parts = [_norm(grant.findtext(p)) for p in ("GrantID", "Acronym", "Agency", "Country")]
-        while parts and not parts[-1]:
-            parts.pop()
-        f.add("GR", "/".join(parts))
+    f.grants(document)
     for kind in document.iterfind("PublicationType"):
         f.add("PT", kind.text)
     if publisher is not None:
         f.add("PL", publisher.findtext("PublisherLocation"))
-    for keywords in document.iterchildren("KeywordList"):
-        f.add("OTO", keywords.get("Owner"))
-        for keyword in keywords.iterchildren("Keyword"):
-            f.add("OT", _text(keyword))
+    f.keywords(document)
     for isbn in about.iterchildren("Isbn"):
         f.add("ISBN", isbn.text)
     if data is not None:
