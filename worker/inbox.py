@@ -50,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -498,11 +499,13 @@ def scan_inbox(
 
 
 def pending_files(settings: Settings, client: redis.Redis) -> list[dict[str, str]]:
-    """Inbox files the next scan would look at, without the lock and without reading them:
-    ``{"name", "status"}`` where status is ``new``, ``modified`` (size or mtime differs from
-    the ledger), or the ledger state when not ``completed``."""
+    """Inbox files the next scans would ingest, as far as can be told without the lock and
+    without reading them: ``{"name", "status"}`` where status is ``new``, ``modified`` (size
+    or mtime differs from the ledger: the checksum will decide), ``reapply`` (an earlier
+    file was applied after it), or the ledger state when not ``completed``."""
     ledger = Ledger(client, settings).all()
     pending: list[dict[str, str]] = []
+    applied_up_to = 0
     for name, path in inbox_files(settings):
         entry = ledger.get(path)
         try:
@@ -511,11 +514,14 @@ def pending_files(settings: Settings, client: redis.Redis) -> list[dict[str, str
             continue
         if entry is None:
             status = "new"
+            applied_up_to = sys.maxsize  # every file after it will be applied again
         elif (entry.size, entry.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
             status = "modified"
-        elif entry.state != "completed":
-            status = entry.state
-        else:
+        elif entry.state == "completed" and entry.seq > applied_up_to:
+            applied_up_to = entry.seq
             continue
+        else:
+            status = "reapply" if entry.state == "completed" else entry.state
+            applied_up_to = max(applied_up_to, entry.seq)
         pending.append({"name": name, "status": status})
     return pending

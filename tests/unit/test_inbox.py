@@ -178,6 +178,10 @@ def test_files_after_a_changed_file_are_applied_again_in_order(inbox: Harness) -
     inbox.write("1-baseline.txt", 1, 2, 3)
     assert inbox.enqueued(inbox.scan()) == ["1-baseline.txt"]
     inbox.work()
+    assert pending_files(inbox.settings, inbox.redis) == [
+        {"name": "1-baseline.txt", "status": "enqueued"},  # until a scan settles it
+        {"name": "2-update.txt", "status": "reapply"},
+    ]
     # The update had been applied before the baseline's new content: it goes again, after it.
     again = inbox.scan()
     assert [(i["name"], i["reason"]) for i in again.enqueued] == [
@@ -192,6 +196,10 @@ def test_a_late_file_that_sorts_first_is_applied_then_the_later_ones(inbox: Harn
     inbox.scan()
     inbox.work()
     inbox.write("a.txt", 1)
+    assert pending_files(inbox.settings, inbox.redis) == [
+        {"name": "a.txt", "status": "new"},
+        {"name": "b.txt", "status": "reapply"},
+    ]
 
     assert inbox.enqueued(inbox.scan()) == ["a.txt"]
     inbox.work()
