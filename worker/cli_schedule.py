@@ -227,10 +227,16 @@ def _wait_for_progress(rt: Any, report: Any, deadline: float | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (every field of every entry).")
 def files(as_json: bool) -> None:
     """The inbox ledger: each file seen, its checksum, its last job and what became of it."""
-    from worker.inbox import Ledger
+    from worker.inbox import Ledger, apply_job
 
     rt = _runtime()
     entries = sorted(Ledger(rt.redis, rt.settings).all().values(), key=lambda e: e.name)
+    progress: dict[str, str] = {}
+    for entry in entries:
+        job = rt.jobs.get(entry.job_id) if entry.state == "enqueued" and entry.job_id else None
+        if job is not None:
+            apply_job(entry, job)  # its job's state now, before the next scan records it
+            progress[entry.path] = f" ({job.done}/{job.records} done)" * (job.state == "running")
     if as_json:
         _echo_json([e.model_dump(mode="json") for e in entries])
         return
@@ -238,13 +244,9 @@ def files(as_json: bool) -> None:
         click.echo("the ledger is empty: no inbox file was ingested yet")
         return
     for entry in entries:
-        progress = ""
-        if entry.state in ("enqueuing", "enqueued") and entry.job_id:
-            job = rt.jobs.get(entry.job_id)
-            if job is not None:
-                progress = f" ({job.done}/{job.records} done)"
         click.echo(
-            f"{entry.name}  {entry.state}{progress}  sha256 {entry.sha256[:12]}  "
+            f"{entry.name}  {entry.state}{progress.get(entry.path, '')}  "
+            f"sha256 {entry.sha256[:12]}  "
             f"records {entry.records}  indexed {entry.indexed}  deleted {entry.deleted}  "
             f"stale {entry.skipped_stale}  dead-lettered {entry.dead_lettered}  "
             f"job {entry.job_id}"

@@ -242,6 +242,28 @@ def inbox_job_completed(jobs: JobStore, job_id: str) -> bool:
     return summary is not None and summary.state == "completed"
 
 
+def apply_job(entry: LedgerEntry, job: JobSummary) -> None:
+    """Copy the job's counters and outcome onto the entry (not saved)."""
+    entry.records, entry.indexed, entry.deleted = job.records, job.indexed, job.deleted
+    entry.skipped_stale, entry.dead_lettered = job.skipped_stale, job.dead_lettered
+    entry.exhausted = job.dead_lettered_by_queue.get("exhausted", 0)
+    if job.state == "running":
+        entry.state = "enqueued"
+    elif job.state == "failed":
+        entry.state, entry.error = "failed", job.error or "job failed"
+        entry.finished_at = entry.finished_at or _now()
+    elif job.state == "completed":
+        entry.finished_at = job.finished_at or _now()
+        if entry.exhausted:
+            entry.state = "failed"
+            entry.error = (
+                f"{entry.exhausted} records exhausted their retries (dead-letter queue "
+                "'exhausted'); the file will be ingested again"
+            )
+        else:
+            entry.state = "completed"
+
+
 @dataclass
 class ScanReport:
     """What one scan did."""
@@ -397,32 +419,10 @@ class InboxScanner:
                 self.jobs.fail_job(entry.job_id, reason)
                 entry.state, entry.error = "failed", reason
         else:
-            self._apply_job(entry, job)
+            apply_job(entry, job)
         if entry != before:
             self.ledger.put(entry, self.lock)
         return entry
-
-    @staticmethod
-    def _apply_job(entry: LedgerEntry, job: JobSummary) -> None:
-        """Copy the job's counters and outcome onto the entry."""
-        entry.records, entry.indexed, entry.deleted = job.records, job.indexed, job.deleted
-        entry.skipped_stale, entry.dead_lettered = job.skipped_stale, job.dead_lettered
-        entry.exhausted = job.dead_lettered_by_queue.get("exhausted", 0)
-        if job.state == "running":
-            entry.state = "enqueued"
-        elif job.state == "failed":
-            entry.state, entry.error = "failed", job.error or "job failed"
-            entry.finished_at = entry.finished_at or _now()
-        elif job.state == "completed":
-            entry.finished_at = job.finished_at or _now()
-            if entry.exhausted:
-                entry.state = "failed"
-                entry.error = (
-                    f"{entry.exhausted} records exhausted their retries (dead-letter queue "
-                    "'exhausted'); the file will be ingested again"
-                )
-            else:
-                entry.state = "completed"
 
     def _ingest(
         self,
@@ -504,10 +504,15 @@ def pending_files(settings: Settings, client: redis.Redis) -> list[dict[str, str
     or mtime differs from the ledger: the checksum will decide), ``reapply`` (an earlier
     file was applied after it), or the ledger state when not ``completed``."""
     ledger = Ledger(client, settings).all()
+    jobs = JobStore(client, settings)
     pending: list[dict[str, str]] = []
     applied_up_to = 0
     for name, path in inbox_files(settings):
         entry = ledger.get(path)
+        if entry is not None and entry.state == "enqueued" and entry.job_id:
+            job = jobs.get(entry.job_id)
+            if job is not None:
+                apply_job(entry, job)  # as the next scan will see it; not saved
         try:
             stat = os.stat(path)
         except FileNotFoundError:
