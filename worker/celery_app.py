@@ -22,7 +22,7 @@ from celery.schedules import crontab
 
 from schemas.messages import BatchMessage
 from worker.redis_client import broker_url_with_password
-from worker.settings import Settings, get_settings
+from worker.settings import Settings, crontab_fields, get_settings
 
 #: Name under which the batch task is registered; producers send to it by name.
 INGEST_TASK = "medline.ingest_batch"
@@ -89,14 +89,7 @@ def scan_schedule(settings: Settings) -> crontab | float:
     """When beat scans the inbox: ``MEDLINE_SCHEDULE_CRONTAB`` if set, else every
     ``MEDLINE_SCHEDULE_INTERVAL`` seconds."""
     if settings.schedule_crontab:
-        minute, hour, day_of_month, month_of_year, day_of_week = settings.schedule_crontab.split()
-        return crontab(
-            minute=minute,
-            hour=hour,
-            day_of_month=day_of_month,
-            month_of_year=month_of_year,
-            day_of_week=day_of_week,
-        )
+        return crontab(**crontab_fields(settings.schedule_crontab))
     return settings.schedule_interval
 
 

@@ -163,24 +163,23 @@ class Settings(BaseSettings):
     def _crontab_is_valid(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        fields = value.split()
-        if len(fields) != 5:
-            raise ValueError("needs 5 fields: minute hour day-of-month month day-of-week")
         from celery.schedules import crontab
 
-        minute, hour, day_of_month, month_of_year, day_of_week = fields
-        crontab(  # raises ValueError, with the reason, for a field it cannot read
-            minute=minute,
-            hour=hour,
-            day_of_month=day_of_month,
-            month_of_year=month_of_year,
-            day_of_week=day_of_week,
-        )
-        return " ".join(fields)
+        crontab(**crontab_fields(value))  # raises ValueError, saying why, for a bad field
+        return " ".join(value.split())
 
     def key(self, *parts: str) -> str:
         """A Redis key owned by this program: ``{key_prefix}:{part}:{part}...``."""
         return ":".join((self.key_prefix, *parts))
+
+
+def crontab_fields(text: str) -> dict[str, str]:
+    """``'m h dom mon dow'`` as keyword arguments of ``celery.schedules.crontab``."""
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError("needs 5 fields: minute hour day-of-month month day-of-week")
+    names = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+    return dict(zip(names, fields, strict=True))
 
 
 def redact_url(url: str) -> str:
