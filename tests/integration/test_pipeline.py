@@ -257,3 +257,64 @@ def test_dlq_commands_show_export_and_purge(
     assert stack.dead_letters.counts()[queue] == 1
     run_cli("dlq", "purge", queue, "--yes", env=stack.env, check=True)
     assert stack.dead_letters.counts()[queue] == 0
+
+
+def test_document_elasticsearch_refuses_goes_to_rejected_with_its_error(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    # Over a thousand distinct unmapped tags: each becomes a field under extra.*, past the
+    # index's limit on mapped fields, so Elasticsearch refuses the document (400) itself.
+    tags = [f"X{chr(65 + i // 26 % 26)}{chr(65 + i % 26)}" for i in range(676)]
+    tags += [f"Y{chr(65 + i // 26 % 26)}{chr(65 + i % 26)}" for i in range(676)]
+    refused = medline_record(9500) + "\n" + "\n".join(f"{tag:<4}- value" for tag in tags)
+    path = write_records(tmp_path / "refused.txt", [medline_record(9501), refused])
+    workers.start()
+
+    summary = enqueue_and_wait(stack, str(path))
+
+    assert summary["records"] == 2
+    assert summary["indexed"] == 1
+    assert summary["dead_lettered"] == 1
+    (entry,) = stack.dead_letters.iter_entries("rejected")
+    assert entry.pmid == "9500"
+    assert entry.es_error is not None
+    assert entry.es_error["status"] == 400
+    assert "Limit of total fields" in entry.reason
+    assert entry.document is not None
+    assert entry.document["pmid"] == "9500"
+    assert entry.records[0].text.startswith("PMID- 9500")
+    assert stack.pmids() == ["9501"]
+
+
+def test_workers_hold_off_at_the_dead_letter_high_water_mark_until_purged(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    bad = [f"PMID- {99_100_000 + i}\nOWN - NLM" for i in range(3)]  # no title: malformed
+    records = [*bad, *(medline_record(9600 + i) for i in range(5))]
+    path = write_records(tmp_path / "hw.txt", records)
+    worker = workers.start(MEDLINE_DEAD_LETTER_HIGH_WATER="2")
+    job_id = (
+        run_cli("enqueue", str(path), "--batch-records", "1", env=stack.env, check=True)
+        .stdout.decode()
+        .strip()
+    )
+
+    reason = wait_for(
+        stack.dead_letters.paused_reason, timeout=JOB_TIMEOUT, what="workers to pause"
+    )
+    assert "high-water mark 2" in reason
+    wait_for(lambda: "not taking new batches" in worker.log(), what="the pause in the log")
+    paused = job(stack, job_id)
+    assert paused.state != "completed"
+    assert paused.dead_lettered == 2  # nothing was dropped to stay under the mark
+    assert stack.dead_letters.counts()["malformed"] == 2
+
+    run_cli("dlq", "purge", "malformed", "--yes", env=stack.env, check=True)
+    done = wait_for(
+        lambda: (s := job(stack, job_id)).state == "completed" and s,
+        timeout=JOB_TIMEOUT,
+        what="the job to finish after the purge",
+    )
+    assert done.indexed == 5
+    assert done.dead_lettered == 3
+    assert done.indexed + done.dead_lettered == done.records == 8
