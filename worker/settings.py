@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", description="Log format: text or json.")
     log_level: str = Field("INFO", description="Log level.")
     metrics_port: int = Field(9808, ge=0, le=65535, description="Port of the /metrics exporter.")
+    worker_metrics_port: int = Field(
+        9809,
+        ge=0,
+        le=65535,
+        description="Port of each worker's own /metrics (batch and record counters); 0: none.",
+    )
 
     @field_validator("es_url")
     @classmethod
