@@ -27,10 +27,19 @@ from worker.errors import ConfigurationError
 from worker.inbox import inbox_job_completed, scan_inbox
 from worker.index_admin import ensure_index
 from worker.jobs import BatchOutcome
+from worker.metrics import (
+    batch_in_progress,
+    observe_batch,
+    observe_bulk_request,
+    observe_retry,
+    observe_unreadable,
+    retry_cause,
+)
 from worker.pipeline import BatchReport, exhausted_outcome, process_batch
 from worker.reaper import reap_lost_batches
 from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import Settings
+from worker.status import record_throughput
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +132,29 @@ def _dead_letter_unreadable(rt: Runtime, message: Any, exc: ValidationError) -> 
         records=[RawRecord(offset=0, text=text)],
     )
     rt.jobs.commit_batch(UNREADABLE_JOB, entry.batch_id, BatchOutcome(dead_letters=[entry]))
+    observe_unreadable(entry)
+
+
+def _account(
+    rt: Runtime, outcome: BatchOutcome, committed: bool, duration_s: float, parsed: int
+) -> None:
+    """Metrics and the per-minute throughput counters of ``status``, for a finished batch.
+
+    Never raises: the batch is committed already, and a counter is not worth a retry.
+    """
+    observe_batch(outcome, committed=committed, duration_s=duration_s, parsed=parsed)
+    if not committed:
+        return
+    done = outcome.indexed + outcome.deleted + outcome.skipped_stale
+    try:
+        record_throughput(
+            rt.redis,
+            rt.settings,
+            indexed=outcome.indexed,
+            done=done + outcome.dead_lettered_records,
+        )
+    except Exception:
+        log.debug("could not count throughput", exc_info=True)
 
 
 def _log_report(report: BatchReport, batch: BatchMessage, retries: int) -> None:
@@ -166,9 +198,15 @@ def ingest_batch(
         if not rt.index_ready:
             ensure_index(rt.es, rt.settings)
             rt.index_ready = True
-        report = process_batch(
-            batch, client=rt.es, jobs=rt.jobs, settings=rt.settings, attempt=retries
-        )
+        with batch_in_progress():
+            report = process_batch(
+                batch,
+                client=rt.es,
+                jobs=rt.jobs,
+                settings=rt.settings,
+                attempt=retries,
+                observe=observe_bulk_request,
+            )
     except (Retry, Reject):
         raise
     except Exception as exc:
@@ -179,19 +217,38 @@ def ingest_batch(
                 f"{rt.settings.batch_retry_budget:.0f} s (MEDLINE_BATCH_RETRY_BUDGET); "
                 f"last error: {exc}"
             )
-            log.error("batch %s exhausted: %s", batch.batch_id, reason)
-            rt.jobs.commit_batch(
-                batch.job_id, batch.batch_id, exhausted_outcome(batch, reason, retries + 1)
+            log.error(
+                "batch %s exhausted: %s",
+                batch.batch_id,
+                reason,
+                extra={
+                    "event": "batch_exhausted",
+                    "job_id": batch.job_id,
+                    "batch_id": batch.batch_id,
+                },
             )
+            outcome = exhausted_outcome(batch, reason, retries + 1)
+            committed = rt.jobs.commit_batch(batch.job_id, batch.batch_id, outcome)
+            _account(rt, outcome, committed, 0.0, 0)
             return
         delay = retry_delay(retries, rt.settings)
+        cause = retry_cause(exc)
+        observe_retry(cause)
         log.warning(
             "batch %s: retry %d in %.1f s: %s",
             batch.batch_id,
             retries + 1,
             delay,
             exc,
-            extra={"event": "batch_retry", "job_id": batch.job_id, "batch_id": batch.batch_id},
+            extra={
+                "event": "batch_retry",
+                "job_id": batch.job_id,
+                "batch_id": batch.batch_id,
+                "retry": retries + 1,
+                "delay_s": round(delay, 2),
+                "cause": cause,
+                "error": str(exc),
+            },
         )
         if "index_not_found" in str(exc):
             rt.index_ready = False
@@ -202,6 +259,7 @@ def ingest_batch(
             countdown=delay,
         ) from exc
     _log_report(report, batch, retries)
+    _account(rt, report.outcome, report.committed, report.duration_s, report.parsed)
     if report.committed and inbox_job_completed(rt.jobs, batch.job_id):
         # The inbox's next file waits for this job: scan now rather than at the next tick.
         app.send_task(SCAN_INBOX_TASK, queue=rt.settings.ingest_queue)
