@@ -14,8 +14,8 @@ dead, so a pool process that is replaced does not take its counts with it.
   if that is set (else the system's temporary directory), points ``PROMETHEUS_MULTIPROC_DIR`` at
   it for the pool processes, and removes it when the worker exits. Two workers on one host never
   share files, and a restarted worker starts from zero (Prometheus' ``rate()`` handles resets).
-- The metrics are created lazily, on the first batch, so their values live in those files
-  whatever imported prometheus-client first.
+- The metrics are created after that (lazily, by :func:`get_metrics`), so their values live in
+  those files whatever imported prometheus-client first; every series starts at zero.
 - At Celery's ``worker_ready`` the main process starts the HTTP server. A port already taken is
   logged and skipped: metrics must never stop ingestion.
 - The one gauge (batches in progress, ``livesum``) is cleared for a pool process that exits
@@ -417,6 +417,8 @@ def serve_worker_metrics(port: int, addr: str = "0.0.0.0") -> Any:
 @worker_init.connect
 def _multiprocess_before_fork(**_: Any) -> None:
     prepare_multiprocess()
+    # Write every series at zero now, so the first scrape sees them before the first batch.
+    get_metrics()
 
 
 @worker_ready.connect
