@@ -32,6 +32,7 @@ at debug level, never a reason to retry or lose a batch.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import re
@@ -44,7 +45,7 @@ from typing import Any
 
 import elastic_transport
 import redis
-from celery.signals import worker_init, worker_process_shutdown, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.registry import Collector
 
@@ -421,13 +422,26 @@ def _multiprocess_before_fork(**_: Any) -> None:
     get_metrics()
 
 
+_server: Any = None
+
+
 @worker_ready.connect
 def _serve_after_ready(**_: Any) -> None:
+    global _server
     from worker.runtime import get_runtime
 
     port = get_runtime().settings.worker_metrics_port
     if port:
-        serve_worker_metrics(port)
+        _server = serve_worker_metrics(port)
+
+
+@worker_process_init.connect
+def _close_inherited_listener(**_: Any) -> None:
+    # A pool process forked after the server started holds a copy of its socket; an orphaned
+    # one would keep the port from the next worker.
+    if _server is not None:
+        with contextlib.suppress(OSError):
+            _server.socket.close()
 
 
 @worker_process_shutdown.connect
