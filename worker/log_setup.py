@@ -78,6 +78,19 @@ def redact_value(value: Any) -> Any:
     return redact(str(value))
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line saying what went wrong, redacted, for a log line or a dead letter's reason.
+
+    elastic-transport's errors say only "Connection error" through ``str()``; their detail
+    (host, port, "Connection refused") is in ``.message``, added here.
+    """
+    text = str(exc)
+    message = getattr(exc, "message", None)
+    if isinstance(message, str) and message and message not in text:
+        text = f"{text}: {message}" if text else message
+    return redact(text or type(exc).__name__)
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
 

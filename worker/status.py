@@ -121,8 +121,8 @@ def read_throughput(
         label = f"{window}m"
         indexed = sum(b[0] for b in whole) + partial[0] * weight
         done = sum(b[1] for b in whole) + partial[1] * weight
-        result.indexed_per_second[label] = round(indexed / seconds, 3)
-        result.done_per_second[label] = round(done / seconds, 3)
+        result.indexed_per_second[label] = indexed / seconds
+        result.done_per_second[label] = done / seconds
     return result
 
 

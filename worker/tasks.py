@@ -27,6 +27,7 @@ from worker.errors import ConfigurationError
 from worker.inbox import inbox_job_completed, scan_inbox
 from worker.index_admin import ensure_index
 from worker.jobs import BatchOutcome
+from worker.log_setup import describe_error
 from worker.metrics import (
     batch_in_progress,
     observe_batch,
@@ -215,7 +216,7 @@ def ingest_batch(
             reason = (
                 f"gave up after {retries} retries over the retry budget of "
                 f"{rt.settings.batch_retry_budget:.0f} s (MEDLINE_BATCH_RETRY_BUDGET); "
-                f"last error: {exc}"
+                f"last error: {describe_error(exc)}"
             )
             log.error(
                 "batch %s exhausted: %s",
@@ -234,12 +235,13 @@ def ingest_batch(
         delay = retry_delay(retries, rt.settings)
         cause = retry_cause(exc)
         observe_retry(cause)
+        error = describe_error(exc)
         log.warning(
             "batch %s: retry %d in %.1f s: %s",
             batch.batch_id,
             retries + 1,
             delay,
-            exc,
+            error,
             extra={
                 "event": "batch_retry",
                 "job_id": batch.job_id,
@@ -247,7 +249,7 @@ def ingest_batch(
                 "retry": retries + 1,
                 "delay_s": round(delay, 2),
                 "cause": cause,
-                "error": str(exc),
+                "error": error,
             },
         )
         if "index_not_found" in str(exc):
