@@ -1,9 +1,13 @@
 """The indexed document: the single source of truth for what goes into Elasticsearch.
 
-Built by :mod:`worker.documents` from MEDLINE text (and by :mod:`worker.pubmed_xml` from
-PubMed XML); serialised with :meth:`Document.index_json`, exactly the body that is indexed and
-that ``medline-ingest parse`` prints. The index template (``schemas/index_template.py``) maps
-every field declared here, and a test keeps the two in step.
+Built by :func:`worker.documents.build_document` from MEDLINE fields (PubMed XML is first
+rendered as the same fields, see :mod:`worker.pubmed_xml`). The index template
+(:mod:`schemas.index_template`) maps every field declared here, and a test keeps the two in
+step.
+
+The indexed body is the model's JSON with nulls and empty lists/objects left out, so that
+documents stay small: :meth:`Document.index_body`. Instances are frozen, because the body a
+document was validated from is kept and returned as is.
 """
 
 from __future__ import annotations
@@ -13,16 +17,28 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-#: A string that must hold something once stripped.
-NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+#: Longest PMID taken (PMIDs are 1 to 8 digits today; the margin is for the future).
+PMID_MAX_DIGITS = 20
+#: Where a document keeps the body it was validated from: an entry of its ``__dict__`` that
+#: is not a field (pydantic ignores such entries in comparisons, as it does for cached
+#: properties). Cheaper than a private attribute, which pydantic sets up on every instance.
+_BODY_KEY = "_index_body"
+
+#: A string with at least one character that is not whitespace.
+NonBlank = Annotated[str, StringConstraints(pattern=r"\S")]
+#: A PubMed id: digits only.
+Pmid = Annotated[str, StringConstraints(pattern=r"^[0-9]+$", max_length=PMID_MAX_DIGITS)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # Nested parts ignore unknown keys: rejecting them costs a fifth of a nested object's
+    # validation (25 objects a citation). Nothing is lost unseen: the builder's body must
+    # equal the model's dump (a test checks it) and the index rejects unmapped fields.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class Author(_Model):
-    """An author (FAU/AU) or investigator (FIR/IR) with what follows it."""
+    """An author (FAU/AU) or investigator (FIR/IR) with the lines that follow it."""
 
     full_name: str | None = Field(None, description="FAU or FIR: 'Sorensen, Per Soelberg'.")
     short_name: str | None = Field(None, description="AU or IR: 'Sorensen PS'.")
@@ -33,20 +49,20 @@ class Author(_Model):
 class MeshHeading(_Model):
     """An MH line: ``Descriptor/Qualifier/*Qualifier``."""
 
-    descriptor: NonEmpty
+    descriptor: NonBlank
     qualifiers: list[str] = Field(default_factory=list)
     major: bool = Field(False, description="The descriptor or any qualifier is starred.")
 
 
 class Substance(_Model):
-    """An RN line (``0 (Immunoglobulin G)``) or an NM line (a substance name)."""
+    """An RN line (``0 (Immunoglobulin G)``) or an NM line (a substance name alone)."""
 
-    registry_number: str | None = None
+    registry_number: str | None = Field(None, description="CAS/EC number; '0' when none.")
     name: str
 
 
 class Grant(_Model):
-    """A GR line: ``R01 NS12345/NS/NINDS NIH HHS/United States``."""
+    """A GR line: ``R01 NS12345/NS/NINDS NIH HHS/United States``, raw and split at '/'."""
 
     raw: str
     grant_id: str | None = None
@@ -56,13 +72,15 @@ class Grant(_Model):
 
 
 class TypedValue(_Model):
-    """A value with its type: ISSN ``(Print)``, article id ``[doi]``."""
+    """A value with its type: an ISSN with ``Print``, an article id with ``doi``."""
 
     value: str
     type: str | None = None
 
 
 class Journal(_Model):
+    """Where the article appeared."""
+
     title: str | None = Field(None, description="JT")
     iso_abbrev: str | None = Field(None, description="TA")
     nlm_id: str | None = Field(None, description="JID")
@@ -82,29 +100,29 @@ class PublicationDate(_Model):
 
 
 class HistoryEvent(_Model):
-    """A PHST line: a date with its status (``pubmed``, ``medline``, ``received``, ...)."""
+    """A PHST line: a moment with its status (``received``, ``pubmed``, ``medline``, ...)."""
 
     status: str | None = None
-    date: dt.datetime | None = None
-    raw: str
+    date: dt.datetime
 
 
 class Document(_Model):
     """One citation, as indexed. JSON field names are the index's field names."""
 
-    pmid: Annotated[str, StringConstraints(pattern=r"^[0-9]+$", max_length=20)] = Field(
-        description="PubMed id, digits only; the document id."
-    )
-    title: NonEmpty = Field(description="TI (or BTI for a book).")
-    abstract: str | None = None
+    # At the top, an unknown key is a clear error: "is not a field of the document".
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pmid: Pmid = Field(description="PubMed id, digits only; the document id.")
+    title: NonBlank = Field(description="TI (or BTI for a book).")
+    abstract: str | None = Field(None, description="AB")
     other_abstracts: list[str] = Field(default_factory=list, description="OAB")
     transliterated_title: str | None = Field(None, description="TT")
 
-    authors: list[Author] = Field(default_factory=list)
+    authors: list[Author] = Field(default_factory=list, description="FAU/AU with AD and AUID")
     corporate_authors: list[str] = Field(default_factory=list, description="CN")
     investigators: list[Author] = Field(default_factory=list, description="FIR/IR with IRAD")
 
-    mesh: list[MeshHeading] = Field(default_factory=list)
+    mesh: list[MeshHeading] = Field(default_factory=list, description="MH")
     keywords: list[str] = Field(default_factory=list, description="OT")
     substances: list[Substance] = Field(default_factory=list, description="RN and NM")
     publication_types: list[str] = Field(default_factory=list, description="PT")
@@ -121,8 +139,8 @@ class Document(_Model):
     created: dt.datetime | None = Field(None, description="CRDT")
     history: list[HistoryEvent] = Field(default_factory=list, description="PHST")
 
-    doi: str | None = None
-    pii: str | None = None
+    doi: str | None = Field(None, description="The first AID (else LID) of type doi.")
+    pii: str | None = Field(None, description="The first AID (else LID) of type pii.")
     pmc: str | None = Field(None, description="PMC")
     article_ids: list[TypedValue] = Field(default_factory=list, description="AID and LID")
 
@@ -133,21 +151,63 @@ class Document(_Model):
     source: str | None = Field(None, description="SO")
 
     extra: dict[str, list[str]] = Field(
-        default_factory=dict, description="Every tag the model does not map, values in order."
+        default_factory=dict,
+        description="Every tag the model does not map, and every date that could not be "
+        "read, by tag, values in order.",
     )
 
-    def index_json(self) -> bytes:
-        """The JSON body that is indexed (None fields left out), straight from pydantic-core."""
-        return self.__pydantic_serializer__.to_json(self, exclude_none=True)
+    @classmethod
+    def from_body(cls, body: dict[str, Any], data: dict[str, Any] | None = None) -> Document:
+        """Validate an index body into a document that keeps it, so that :meth:`index_body`
+        costs nothing.
+
+        :param body: JSON types only, nothing null or empty: exactly what is to be indexed.
+        :param data: what to validate instead of ``body``, when some of its parts are
+            already-validated model instances (equal to their part of ``body``).
+        :raises pydantic.ValidationError: the body does not fit the model.
+        """
+        document = cls.model_validate(body if data is None else data)
+        object.__setattr__(document, _BODY_KEY, body)
+        return document
 
     def index_body(self) -> dict[str, Any]:
-        """:meth:`index_json` as a dict."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The JSON body that is indexed: the model in JSON form, without nulls and empty
+        lists or objects. The dict is shared with the document: read it, don't change it."""
+        body = self.__dict__.get(_BODY_KEY)
+        if body is None:
+            body = prune(self.model_dump(mode="json"))
+            object.__setattr__(self, _BODY_KEY, body)
+        return body
+
+    def model_copy(self, *, update: Any = None, deep: bool = False) -> Document:
+        """A copy, as pydantic makes it, that works its body out afresh (``update`` may have
+        changed it)."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop(_BODY_KEY, None)
+        return copied
+
+    def index_json(self) -> bytes:
+        """:meth:`index_body` serialised (compact UTF-8 JSON)."""
+        import orjson
+
+        return orjson.dumps(self.index_body())
 
     def revision_version(self) -> int:
-        """The citation's revision as an external version: LR (else DCOM) as YYYYMMDD, else 0.
-
-        A redelivered or older revision then never overwrites a newer one in the index.
-        """
+        """The citation's revision as an external version number: LR (else DCOM) as
+        YYYYMMDD, else 0. A redelivered or older revision then never overwrites a newer one."""
         moment = self.revised or self.completed
         return moment.year * 10000 + moment.month * 100 + moment.day if moment else 0
+
+
+def prune(value: Any) -> Any:
+    """``value`` without None, empty lists and empty dicts, at every depth."""
+    if isinstance(value, dict):
+        pruned = {}
+        for key, item in value.items():
+            item = prune(item)
+            if item is not None and item != [] and item != {}:
+                pruned[key] = item
+        return pruned
+    if isinstance(value, list):
+        return [prune(item) for item in value]
+    return value

@@ -1,46 +1,62 @@
 """The Elasticsearch index template, checked against the document model.
 
-Mapping choices: ``keyword`` for ids, codes and names that are filtered or aggregated on;
-``text`` (standard analyzer) for title and abstract, with a ``keyword`` sub-field on the title
-for sorting and exact match; ``date`` for dates; ``nested`` for authors, investigators and
-MeSH headings so a query can ask for one author *with* one affiliation, or one descriptor that
-is *major*. The local node has no ``analysis-common`` module, so only the built-in
-``standard`` analyzer is used. ``dynamic: strict`` makes an unmapped field a clear rejection.
+Mapping choices:
+
+- ``keyword`` for ids, codes and names that are filtered or aggregated on; ``text`` with the
+  ``standard`` analyzer for what is searched as words (title, abstract, affiliations, ...),
+  with a ``raw`` keyword sub-field where exact match or sorting makes sense. The local node
+  has no ``analysis-common`` module, so only analyzers built into the server are used.
+- ``date`` for dates, in the two shapes the model writes (``2003-02-15`` and
+  ``2003-02-01T04:00:00``); the raw DP string is kept as a keyword beside its derived date.
+- ``nested`` where a query needs the parts of one entry together: an author *with* an
+  affiliation, a MeSH descriptor that is *major*, a history status *with* its date.
+- ``extra`` (tags the model does not map) is an object whose sub-fields are mapped as
+  keywords on first sight, so they stay searchable; everything else is ``dynamic: strict``, so
+  a field the template does not know is a clear rejection rather than a silent guess.
+
+``tests/unit/test_index_template.py`` checks that every model field has a mapping of a fitting
+type and that nothing else is mapped.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-#: Bump when the mapping changes: new indices are ``{alias}-v{TEMPLATE_VERSION}``.
-TEMPLATE_VERSION = 1
-#: Template priority; above the built-in templates.
+#: Bump whenever the mapping changes: new indices are named ``{alias}-v{TEMPLATE_VERSION}``.
+TEMPLATE_VERSION = 2
+#: Template priority, above the server's built-in templates.
 TEMPLATE_PRIORITY = 200
+#: Nested objects one document may hold (authors + investigators + MeSH + history); the
+#: server's default of 10,000 is too low for consortium papers with thousands of authors.
+NESTED_OBJECTS_LIMIT = 50_000
+#: Longest keyword indexed; longer values stay in ``_source`` and full-text fields only.
+KEYWORD_LIMIT = 1024
 
-_KEYWORD = {"type": "keyword", "ignore_above": 1024}
+_KEYWORD = {"type": "keyword", "ignore_above": KEYWORD_LIMIT}
 _TEXT = {"type": "text", "analyzer": "standard"}
-_DATE = {"type": "date"}
-
+_TEXT_AND_RAW = {**_TEXT, "fields": {"raw": _KEYWORD}}
+_DATE = {"type": "date", "format": "strict_date_optional_time"}
+_TYPED_VALUE = {"properties": {"value": _KEYWORD, "type": _KEYWORD}}
 _PERSON = {
     "type": "nested",
     "properties": {
-        "full_name": {**_TEXT, "fields": {"raw": _KEYWORD}},
+        "full_name": _TEXT_AND_RAW,
         "short_name": _KEYWORD,
         "affiliations": _TEXT,
         "identifiers": _KEYWORD,
     },
 }
-_TYPED = {"properties": {"value": _KEYWORD, "type": _KEYWORD}}
 
 #: Field → mapping, for every field of :class:`schemas.document.Document`.
 DOCUMENT_PROPERTIES: dict[str, Any] = {
     "pmid": _KEYWORD,
-    "title": {**_TEXT, "fields": {"raw": _KEYWORD}},
+    "title": _TEXT_AND_RAW,
     "abstract": _TEXT,
     "other_abstracts": _TEXT,
     "transliterated_title": _TEXT,
     "authors": _PERSON,
-    "corporate_authors": {**_TEXT, "fields": {"raw": _KEYWORD}},
+    "corporate_authors": _TEXT_AND_RAW,
     "investigators": _PERSON,
     "mesh": {
         "type": "nested",
@@ -65,10 +81,10 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
     },
     "journal": {
         "properties": {
-            "title": {**_TEXT, "fields": {"raw": _KEYWORD}},
+            "title": _TEXT_AND_RAW,
             "iso_abbrev": _KEYWORD,
             "nlm_id": _KEYWORD,
-            "issns": _TYPED,
+            "issns": _TYPED_VALUE,
             "volume": _KEYWORD,
             "issue": _KEYWORD,
             "pages": _KEYWORD,
@@ -82,24 +98,30 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
     "entrez_date": _DATE,
     "mesh_date": _DATE,
     "created": _DATE,
-    "history": {"properties": {"status": _KEYWORD, "date": _DATE, "raw": _KEYWORD}},
+    "history": {"type": "nested", "properties": {"status": _KEYWORD, "date": _DATE}},
     "doi": _KEYWORD,
     "pii": _KEYWORD,
     "pmc": _KEYWORD,
-    "article_ids": _TYPED,
+    "article_ids": _TYPED_VALUE,
     "status": _KEYWORD,
     "owner": _KEYWORD,
     "publication_status": _KEYWORD,
     "subsets": _KEYWORD,
-    "source": {**_TEXT, "fields": {"raw": _KEYWORD}},
-    # Tags the model does not map: kept in _source, searchable as keywords under extra.*;
-    # dynamic here because the tag set is open.
+    "source": _TEXT_AND_RAW,
+    # Tags the model does not map: the tag set is open, so sub-fields appear as they come,
+    # each a keyword (see the dynamic template below).
     "extra": {"type": "object", "dynamic": True},
 }
 
 
 def build_index_template(alias: str, shards: int = 1, replicas: int = 0) -> dict[str, Any]:
-    """Keyword arguments for ``indices.put_index_template`` for indices ``{alias}-v*``."""
+    """The body of ``PUT _index_template/<alias>``, for the indices ``{alias}-v*``.
+
+    :param alias: the alias documents are written to and searched through.
+    :param shards: primary shards of each new index.
+    :param replicas: replicas of each new index.
+    :returns: a new dict each call (callers may add to it).
+    """
     return {
         "index_patterns": [f"{alias}-v*"],
         "priority": TEMPLATE_PRIORITY,
@@ -108,14 +130,18 @@ def build_index_template(alias: str, shards: int = 1, replicas: int = 0) -> dict
             "settings": {
                 "number_of_shards": shards,
                 "number_of_replicas": replicas,
-                "index.mapping.nested_objects.limit": 50_000,
+                "index.mapping.nested_objects.limit": NESTED_OBJECTS_LIMIT,
             },
             "mappings": {
                 "dynamic": "strict",
+                # Only under "extra" may fields appear, and only as keywords: no guessing of
+                # dates or numbers from a tag's first value.
+                "date_detection": False,
+                "numeric_detection": False,
                 "dynamic_templates": [
                     {"extra_as_keyword": {"path_match": "extra.*", "mapping": _KEYWORD}}
                 ],
-                "properties": DOCUMENT_PROPERTIES,
+                "properties": copy.deepcopy(DOCUMENT_PROPERTIES),
             },
         },
     }

@@ -1,291 +1,450 @@
 """MEDLINE fields → :class:`~schemas.document.Document`, validated.
 
 The mapping keeps order where order carries meaning: AD and AUID lines belong to the author
-(FAU/AU) before them, IRAD to the investigator before it. Every tag the model does not map
-goes to ``extra`` with its values in order, so nothing is dropped silently.
+(FAU/AU) before them, IRAD (and AD, AUID) to the investigator (FIR/IR) before it; after a CN
+line they belong to the group, which the model keeps as a name only, so they go to ``extra``.
+A single-valued field given twice keeps the first value and puts the others in ``extra``; a
+date that cannot be read goes to ``extra`` under its tag; every tag the model does not map
+goes to ``extra`` with its values in order. Nothing is dropped silently.
+
+The builder writes the index body directly (JSON types, nothing null or empty), and the
+model validates that body; :meth:`Document.index_body` then returns it without another pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import ValidationError
 
 from schemas.document import Document
-from worker.dates import parse_compact_date, parse_publication_date, parse_stamp, split_history
+from worker.dates import compact_date_iso, history_iso, publication_date_iso, stamp_iso
 from worker.errors import MedlineParseError, RecordError
 from worker.medline_text import parse_fields
 
+log = logging.getLogger(__name__)
+
 #: Characters of an offending value quoted in a field error.
 VALUE_LIMIT = 120
-#: Plain-word messages for pydantic's error types.
-_PLAIN = {
-    "missing": "is required but the record has none",
-    "string_too_short": "is empty",
-    "string_pattern_mismatch": "must be digits only",
-    "string_too_long": "is too long",
+
+# How each simply mapped tag becomes a field: a single value (a repeat goes to ``extra``), a
+# list of strings, a journal field, a date written 20030402, or one written 2003/02/01 04:00.
+_SINGLE, _LIST, _JOURNAL, _COMPACT_DATE, _STAMP = range(5)
+#: Tag → (kind, document field) for the tags that map without a helper.
+SIMPLE_TAGS: dict[str, tuple[int, str]] = {
+    "PMID": (_SINGLE, "pmid"),
+    "TI": (_SINGLE, "title"),
+    "AB": (_SINGLE, "abstract"),
+    "TT": (_SINGLE, "transliterated_title"),
+    "PMC": (_SINGLE, "pmc"),
+    "STAT": (_SINGLE, "status"),
+    "OWN": (_SINGLE, "owner"),
+    "PST": (_SINGLE, "publication_status"),
+    "SO": (_SINGLE, "source"),
+    "OAB": (_LIST, "other_abstracts"),
+    "OT": (_LIST, "keywords"),
+    "PT": (_LIST, "publication_types"),
+    "LA": (_LIST, "languages"),
+    "SB": (_LIST, "subsets"),
+    "JT": (_JOURNAL, "title"),
+    "TA": (_JOURNAL, "iso_abbrev"),
+    "JID": (_JOURNAL, "nlm_id"),
+    "VI": (_JOURNAL, "volume"),
+    "IP": (_JOURNAL, "issue"),
+    "PG": (_JOURNAL, "pages"),
+    "PL": (_JOURNAL, "country"),
+    "DEP": (_COMPACT_DATE, "electronic_pub_date"),
+    "DCOM": (_COMPACT_DATE, "completed"),
+    "LR": (_COMPACT_DATE, "revised"),
+    "EDAT": (_STAMP, "entrez_date"),
+    "MHDA": (_STAMP, "mesh_date"),
+    "CRDT": (_STAMP, "created"),
 }
-#: MEDLINE tag of each document field, to name both in errors.
-_FIELD_TAGS = {"pmid": "PMID", "title": "TI", "mesh": "MH", "pub_date": "DP"}
+#: Tags whose meaning depends on the person line before them; read in record order.
+PEOPLE_TAGS = frozenset({"FAU", "AU", "AD", "AUID", "FIR", "IR", "IRAD", "CN"})
+#: Entries each table of remembered conversions (MeSH heading, substance, ...) keeps before
+#: it starts afresh. The same few thousand values make up most of any file.
+MEMO_SIZE = 50_000
+
+#: MEDLINE tag(s) of each document field, to name both in an error.
+FIELD_TAGS = {
+    "pmid": "PMID",
+    "title": "TI",
+    "abstract": "AB",
+    "other_abstracts": "OAB",
+    "transliterated_title": "TT",
+    "authors": "FAU/AU",
+    "corporate_authors": "CN",
+    "investigators": "FIR/IR",
+    "mesh": "MH",
+    "keywords": "OT",
+    "substances": "RN/NM",
+    "publication_types": "PT",
+    "languages": "LA",
+    "grants": "GR",
+    "journal": "JT/TA/JID/IS/VI/IP/PG/PL",
+    "pub_date": "DP",
+    "electronic_pub_date": "DEP",
+    "completed": "DCOM",
+    "revised": "LR",
+    "entrez_date": "EDAT",
+    "mesh_date": "MHDA",
+    "created": "CRDT",
+    "history": "PHST",
+    "doi": "AID",
+    "pii": "AID",
+    "pmc": "PMC",
+    "article_ids": "AID/LID",
+    "status": "STAT",
+    "owner": "OWN",
+    "publication_status": "PST",
+    "subsets": "SB",
+    "source": "SO",
+}
+#: Plain words for pydantic's error types; ``{...}`` takes values from the error's context.
+PLAIN_MESSAGES = {
+    "missing": "is required but the record has none",
+    "string_too_long": "is too long (at most {max_length} characters)",
+    "string_type": "must be text",
+    "list_type": "must be a list of values",
+    "dict_type": "must be a group of fields",
+    "model_type": "must be a group of fields",
+    "bool_type": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "extra_forbidden": "is not a field of the document",
+    "date_type": "is not a date",
+    "date_parsing": "is not a date",
+    "date_from_datetime_parsing": "is not a date",
+    "datetime_type": "is not a date and time",
+    "datetime_parsing": "is not a date and time",
+    "datetime_from_date_parsing": "is not a date and time",
+}
+#: What a pattern mismatch means, by the field's last name.
+PATTERN_MESSAGES = {"pmid": "must be digits only", "title": "is empty", "descriptor": "is empty"}
 
 
-def _typed(value: str, open_: str, close: str) -> tuple[str, str | None]:
+def _split_typed(value: str, opener: str) -> tuple[str, str | None]:
     """``10.1/x [doi]`` → (``10.1/x``, ``doi``); ``0022-510X (Print)`` → (..., ``Print``)."""
-    text = value.strip()
-    if text.endswith(close) and open_ in text:
-        head, _, kind = text[: -len(close)].rpartition(open_)
-        return head.strip(), kind.strip() or None
-    return text, None
+    closer = "]" if opener == " [" else ")"
+    if value.endswith(closer):
+        # Identifiers may hold brackets ("10.1002/(SICI)..."): the type is the last group.
+        at = value.rfind(opener) if opener == " [" else value.find(opener)
+        if at > 0:
+            return value[:at], value[at + 2 : -1].strip() or None
+    return value, None
+
+
+def _typed_value(value: str, opener: str) -> dict[str, str]:
+    ident, kind = _split_typed(value, opener)
+    return {"value": ident, "type": kind} if kind else {"value": ident}
+
+
+def _issn(value: str) -> dict[str, str]:
+    return _typed_value(value, " (")
 
 
 def _mesh(value: str) -> dict[str, Any]:
-    parts = value.split("/")
-    major = False
-    names = []
-    for part in parts:
-        if part.startswith("*"):
-            major = True
-            part = part[1:]
-        names.append(part.strip())
-    return {"descriptor": names[0], "qualifiers": names[1:], "major": major}
+    major = "*" in value
+    if major:
+        value = value.replace("*", "")
+    if "/" not in value:
+        return {"descriptor": value, "major": major}
+    descriptor, *qualifiers = value.split("/")
+    return {"descriptor": descriptor, "qualifiers": qualifiers, "major": major}
 
 
-def _grant(value: str) -> dict[str, Any]:
-    parts = [p.strip() or None for p in value.split("/")]
-    parts += [None] * (4 - len(parts))
-    return {
-        "raw": value,
-        "grant_id": parts[0],
-        "acronym": parts[1],
-        "agency": parts[2],
-        "country": parts[3],
-    }
-
-
-def _substance(value: str) -> dict[str, Any]:
-    number, name = _typed(value, "(", ")")
+def _substance(value: str) -> dict[str, str]:
+    number, name = _split_typed(value, " (")
     if name is None:
-        return {"registry_number": None, "name": number}
+        return {"name": number}
     return {"registry_number": number, "name": name}
 
 
-class _Builder:
-    """Accumulates one record's fields into the document's dict shape."""
+def _substance_name(value: str) -> dict[str, str]:
+    return {"name": value}
 
-    def __init__(self) -> None:
-        self.doc: dict[str, Any] = {
-            "authors": [],
-            "investigators": [],
-            "journal": {},
-            "extra": {},
-        }
-        self.person: dict[str, Any] | None = None  # last author or investigator
-        self.person_tag: str | None = None
 
-    def add(self, tag: str, value: str) -> None:
-        handler = _HANDLERS.get(tag)
-        if handler is None:
-            self.doc["extra"].setdefault(tag, []).append(value)
+def _history(value: str) -> dict[str, str] | None:
+    event = history_iso(value)
+    if event is None:
+        return None
+    status, moment = event
+    return {"date": moment} if status is None else {"status": status, "date": moment}
+
+
+def _pub_date(value: str) -> dict[str, Any]:
+    year, day = publication_date_iso(value)
+    if year is None:
+        return {"raw": value}
+    if day is None:
+        return {"raw": value, "year": year}
+    return {"raw": value, "year": year, "date": day}
+
+
+_GRANT_PARTS = ("grant_id", "acronym", "agency", "country")
+
+
+def _grant(value: str) -> dict[str, str]:
+    parts = value.split("/")
+    if len(parts) > len(_GRANT_PARTS):
+        parts = value.rsplit("/", len(_GRANT_PARTS) - 1)  # a grant id holding '/'
+    grant = {"raw": value}
+    for name, part in zip(_GRANT_PARTS, parts, strict=False):
+        part = part.strip()
+        if part:
+            grant[name] = part
+    return grant
+
+
+class _Memo:
+    """A conversion of one field value that remembers its answers (bounded).
+
+    The answers are shared by every document that has the same value, so they are never
+    changed after they are made: documents are read-only.
+    """
+
+    def __init__(self, convert: Callable[[str], Any]) -> None:
+        self.convert = convert
+        self.table: dict[str, Any] = {}
+        self.get = self.table.get
+
+    def __call__(self, value: str) -> Any:
+        found = self.get(value)
+        if found is None:
+            if len(self.table) >= MEMO_SIZE:
+                self.table.clear()
+            found = self.table[value] = self.convert(value)
+        return found
+
+
+_mesh_of = _Memo(_mesh)
+_substance_of = _Memo(_substance)
+_history_of = _Memo(_history)
+_issn_of = _Memo(_issn)
+_pub_date_of = _Memo(_pub_date)
+
+
+def _add_extra(extra: dict[str, list[str]], tag: str, values: list[str]) -> None:
+    found = extra.get(tag)
+    if found is None:
+        extra[tag] = values
+    else:
+        found.extend(values)
+
+
+def _people(
+    fields: list[tuple[str, str]], body: dict[str, Any], extra: dict[str, list[str]]
+) -> None:
+    """Authors, investigators and groups, with the lines that belong to each."""
+    authors: list[dict[str, Any]] = []
+    investigators: list[dict[str, Any]] = []
+    groups: list[str] = []
+    person: dict[str, Any] | None = None
+    kind: list[dict[str, Any]] | None = None  # the list ``person`` is in
+    for tag, value in fields:
+        if tag == "FAU" or tag == "FIR":
+            kind = authors if tag == "FAU" else investigators
+            person = {"full_name": value}
+            kind.append(person)
+        elif tag == "AU" or tag == "IR":
+            wanted = authors if tag == "AU" else investigators
+            # The short name of the full name just read, or a person of its own.
+            if kind is wanted and person is not None and "short_name" not in person:
+                person["short_name"] = value
+            else:
+                kind = wanted
+                person = {"short_name": value}
+                kind.append(person)
+        elif tag == "AD" or (tag == "IRAD" and kind is investigators):
+            if person is None:
+                _add_extra(extra, tag, [value])
+            elif "affiliations" in person:
+                person["affiliations"].append(value)
+            else:
+                person["affiliations"] = [value]
+        elif tag == "AUID":
+            if person is None:
+                _add_extra(extra, tag, [value])
+            elif "identifiers" in person:
+                person["identifiers"].append(value)
+            else:
+                person["identifiers"] = [value]
+        elif tag == "CN":
+            groups.append(value)
+            person = kind = None  # what follows a group belongs to the group
+        else:  # IRAD after an author or nobody
+            _add_extra(extra, tag, [value])
+    if authors:
+        body["authors"] = authors
+    if investigators:
+        body["investigators"] = investigators
+    if groups:
+        body["corporate_authors"] = groups
+
+
+def _fields_to_body(fields: list[tuple[str, str]]) -> dict[str, Any]:
+    """The index body of a record's fields, before validation."""
+    grouped: dict[str, list[str]] = {}
+    people: list[tuple[str, str]] = []
+    get = grouped.get
+    for field in fields:
+        tag = field[0]
+        if tag in PEOPLE_TAGS:
+            people.append(field)
+            continue
+        values = get(tag)
+        if values is None:
+            grouped[tag] = [field[1]]
         else:
-            handler(self, value)
+            values.append(field[1])
 
-    # --- people: order matters ---
-    def _new_person(self, kind: str, full: str | None, short: str | None) -> None:
-        person = {"full_name": full, "short_name": short, "affiliations": [], "identifiers": []}
-        self.doc[kind].append(person)
-        self.person = person
-        self.person_tag = kind
-
-    def full_author(self, value: str) -> None:
-        self._new_person("authors", value, None)
-
-    def short_author(self, value: str) -> None:
-        if self.person_tag == "authors" and self.person and self.person["short_name"] is None:
-            self.person["short_name"] = value
-        else:
-            self._new_person("authors", None, value)
-
-    def full_investigator(self, value: str) -> None:
-        self._new_person("investigators", value, None)
-
-    def short_investigator(self, value: str) -> None:
-        if self.person_tag == "investigators" and self.person and not self.person["short_name"]:
-            self.person["short_name"] = value
-        else:
-            self._new_person("investigators", None, value)
-
-    def affiliation(self, value: str) -> None:
-        if self.person is None:
-            self.doc["extra"].setdefault("AD", []).append(value)
-        else:
-            self.person["affiliations"].append(value)
-
-    def investigator_affiliation(self, value: str) -> None:
-        if self.person is None or self.person_tag != "investigators":
-            self.doc["extra"].setdefault("IRAD", []).append(value)
-        else:
-            self.person["affiliations"].append(value)
-
-    def author_identifier(self, value: str) -> None:
-        if self.person is None:
-            self.doc["extra"].setdefault("AUID", []).append(value)
-        else:
-            self.person["identifiers"].append(value)
-
-    # --- the rest ---
-    def first(self, key: str, value: str) -> None:
-        """A single-valued field; a repeat goes to extra rather than being lost."""
-        if key in self.doc:
-            self.doc["extra"].setdefault(key, []).append(value)
-        else:
-            self.doc[key] = value
-
-    def journal(self, key: str, value: str) -> None:
-        self.doc["journal"].setdefault(key, value)
-
-    def append(self, key: str, value: Any) -> None:
-        self.doc.setdefault(key, []).append(value)
-
-    def article_id(self, tag: str, value: str) -> None:
-        ident, kind = _typed(value, "[", "]")
-        self.append("article_ids", {"value": ident, "type": kind})
-        # AID lines are the article's ids; an LID id fills in only when no AID has it.
-        if kind in ("doi", "pii") and (tag == "AID" or kind not in self.doc):
-            self.doc[kind] = ident
-
-    def pub_date(self, value: str) -> None:
-        year, day = parse_publication_date(value)
-        self.doc.setdefault("pub_date", {"raw": value, "year": year, "date": day})
-
-    def compact_date(self, key: str, value: str) -> None:
-        parsed = parse_compact_date(value)
-        if parsed is None:
-            self.doc["extra"].setdefault(key, []).append(value)
-        else:
-            self.doc.setdefault(key, parsed)
-
-    def stamp(self, key: str, value: str) -> None:
-        parsed = parse_stamp(value)
-        if parsed is None:
-            self.doc["extra"].setdefault(key, []).append(value)
-        else:
-            self.doc.setdefault(key, parsed)
-
-    def history(self, value: str) -> None:
-        stamp, status = split_history(value)
-        self.append("history", {"status": status, "date": parse_stamp(stamp), "raw": value})
+    body: dict[str, Any] = {}
+    journal: dict[str, Any] = {}
+    extra: dict[str, list[str]] = {}
+    simple = SIMPLE_TAGS.get
+    for tag, values in grouped.items():
+        action = simple(tag)
+        if action is not None:
+            kind, key = action
+            if kind == _LIST:
+                body[key] = values
+                continue
+            if kind == _SINGLE:
+                body[key] = values[0]
+            elif kind == _JOURNAL:
+                journal[key] = values[0]
+            else:
+                moment = (compact_date_iso if kind == _COMPACT_DATE else stamp_iso)(values[0])
+                if moment is None:
+                    _add_extra(extra, tag, values)  # kept as written, under its tag
+                    continue
+                body[key] = moment
+            if len(values) > 1:
+                _add_extra(extra, tag, values[1:])
+        elif tag == "MH":
+            body["mesh"] = [_mesh_of(value) for value in values]
+        elif tag == "RN" or tag == "NM":
+            convert = _substance_of if tag == "RN" else _substance_name
+            body.setdefault("substances", []).extend([convert(value) for value in values])
+        elif tag == "PHST":
+            history = [_history_of(value) for value in values]
+            if None in history:  # a date that cannot be read: kept as written
+                _add_extra(extra, tag, [v for v, e in zip(values, history, strict=True) if not e])
+                history = [event for event in history if event is not None]
+            if history:
+                body["history"] = history
+        elif tag == "IS":
+            journal["issns"] = [_issn_of(value) for value in values]
+        elif tag == "DP":
+            body["pub_date"] = _pub_date_of(values[0])
+            if len(values) > 1:
+                _add_extra(extra, tag, values[1:])
+        elif tag == "GR":
+            body["grants"] = [_grant(value) for value in values]
+        elif tag != "AID" and tag != "LID":
+            _add_extra(extra, tag, values)  # not in the model: kept as it is
+    if people:
+        _people(people, body, extra)
+    if journal:
+        body["journal"] = journal
+    if "AID" in grouped or "LID" in grouped:
+        _article_ids(grouped.get("LID", ()), grouped.get("AID", ()), body)
+    if "title" not in body and "BTI" in grouped:
+        body["title"] = grouped["BTI"][0]  # a book: its title is BTI
+    if extra:
+        body["extra"] = extra
+    return body
 
 
-def _on(method: Callable[..., None], *args: str) -> Callable[[_Builder, str], None]:
-    return lambda builder, value: method(builder, *args, value)
+def _article_ids(lids: Iterable[str], aids: Iterable[str], body: dict[str, Any]) -> None:
+    """Every LID and AID with its type, in record order (LID lines come before AID lines).
+    The doi and pii are the first AID of that type, else the first LID of that type."""
+    article_ids = []
+    chosen: dict[tuple[str, str], str] = {}
+    for tag, values in (("LID", lids), ("AID", aids)):
+        for value in values:
+            ident, kind = _split_typed(value, " [")
+            if kind is None:
+                article_ids.append({"value": ident})
+            else:
+                article_ids.append({"value": ident, "type": kind})
+                chosen.setdefault((tag, kind), ident)
+    body["article_ids"] = article_ids
+    for kind in ("doi", "pii"):
+        ident = chosen.get(("AID", kind)) or chosen.get(("LID", kind))
+        if ident:
+            body[kind] = ident
 
 
-_HANDLERS: dict[str, Callable[[_Builder, str], None]] = {
-    "PMID": _on(_Builder.first, "pmid"),
-    "TI": _on(_Builder.first, "title"),
-    "AB": _on(_Builder.first, "abstract"),
-    "OAB": _on(_Builder.append, "other_abstracts"),
-    "TT": _on(_Builder.first, "transliterated_title"),
-    "FAU": _Builder.full_author,
-    "AU": _Builder.short_author,
-    "AD": _Builder.affiliation,
-    "AUID": _Builder.author_identifier,
-    "CN": _on(_Builder.append, "corporate_authors"),
-    "FIR": _Builder.full_investigator,
-    "IR": _Builder.short_investigator,
-    "IRAD": _Builder.investigator_affiliation,
-    "MH": lambda b, v: b.append("mesh", _mesh(v)),
-    "OT": _on(_Builder.append, "keywords"),
-    "RN": lambda b, v: b.append("substances", _substance(v)),
-    "NM": lambda b, v: b.append("substances", {"registry_number": None, "name": v}),
-    "PT": _on(_Builder.append, "publication_types"),
-    "LA": _on(_Builder.append, "languages"),
-    "GR": lambda b, v: b.append("grants", _grant(v)),
-    "JT": _on(_Builder.journal, "title"),
-    "TA": _on(_Builder.journal, "iso_abbrev"),
-    "JID": _on(_Builder.journal, "nlm_id"),
-    "IS": lambda b, v: (
-        b.doc["journal"]
-        .setdefault("issns", [])
-        .append(dict(zip(("value", "type"), _typed(v, "(", ")"), strict=True)))
-    ),
-    "VI": _on(_Builder.journal, "volume"),
-    "IP": _on(_Builder.journal, "issue"),
-    "PG": _on(_Builder.journal, "pages"),
-    "PL": _on(_Builder.journal, "country"),
-    "DP": _Builder.pub_date,
-    "DEP": _on(_Builder.compact_date, "electronic_pub_date"),
-    "DCOM": _on(_Builder.compact_date, "completed"),
-    "LR": _on(_Builder.compact_date, "revised"),
-    "EDAT": _on(_Builder.stamp, "entrez_date"),
-    "MHDA": _on(_Builder.stamp, "mesh_date"),
-    "CRDT": _on(_Builder.stamp, "created"),
-    "PHST": _Builder.history,
-    "AID": _on(_Builder.article_id, "AID"),
-    "LID": _on(_Builder.article_id, "LID"),
-    "PMC": _on(_Builder.first, "pmc"),
-    "STAT": _on(_Builder.first, "status"),
-    "OWN": _on(_Builder.first, "owner"),
-    "PST": _on(_Builder.first, "publication_status"),
-    "SB": _on(_Builder.append, "subsets"),
-    "SO": _on(_Builder.first, "source"),
-}
+def _quote(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > VALUE_LIMIT:
+        return value[:VALUE_LIMIT] + "..."
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    return None  # a list or an object: the field name says enough
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     errors = []
-    for error in exc.errors():
-        path = ".".join(str(p) for p in error["loc"])
-        message = _PLAIN.get(error["type"], error["msg"].lower())
-        value = error.get("input")
-        if isinstance(value, str) and len(value) > VALUE_LIMIT:
-            value = value[:VALUE_LIMIT] + "..."
-        elif not isinstance(value, str | int | float | bool | type(None)):
-            value = None
-        errors.append({"field": path, "message": message, "value": value})
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"])
+        kind = error["type"]
+        if kind == "string_pattern_mismatch":
+            last = next((p for p in reversed(error["loc"]) if isinstance(p, str)), "")
+            message = PATTERN_MESSAGES.get(str(last), "has the wrong form")
+        elif kind in PLAIN_MESSAGES:
+            message = PLAIN_MESSAGES[kind].format(**error.get("ctx", {}))
+        else:
+            message = error["msg"][:1].lower() + error["msg"][1:]
+        errors.append({"field": path, "message": message, "value": _quote(error.get("input"))})
     return errors
 
 
 def _reason(errors: list[dict[str, Any]]) -> str:
     first = errors[0]
-    head = first["field"].split(".")[0]
-    tag = _FIELD_TAGS.get(head)
-    named = f"field '{first['field']}'" + (f" ({tag})" if tag else "")
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return f"{named} {first['message']}{more}"
+    tag = FIELD_TAGS.get(first["field"].split(".")[0])
+    sentence = f"field '{first['field']}'" + (f" ({tag})" if tag else "") + f" {first['message']}"
+    if isinstance(first["value"], str) and first["message"] != PLAIN_MESSAGES["missing"]:
+        sentence += f", got {first['value']!r}"
+    if len(errors) > 1:
+        sentence += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return sentence
 
 
 def build_document(fields: list[tuple[str, str]]) -> Document:
     """Map a record's fields onto a validated :class:`Document`.
 
-    :raises RecordError: the fields do not make a valid document; ``reason`` names the field
-        and what was wrong, ``errors`` lists every problem, ``pmid`` is set when known.
+    :param fields: ``(tag, value)`` pairs in record order, as :func:`parse_fields` gives them;
+        values already trimmed.
+    :raises RecordError: the fields do not make a valid document; ``reason`` is one sentence
+        naming the field (and its tag) and what was wrong, ``errors`` lists every problem as
+        ``{field, message, value}``, ``pmid`` is the PMID when there is one.
     """
-    builder = _Builder()
-    for tag, value in fields:
-        builder.add(tag, value)
-    doc = builder.doc
-    if "title" not in doc and "BTI" in doc["extra"]:
-        doc["title"] = doc["extra"]["BTI"][0]  # a book's title
+    body = _fields_to_body(fields)
     try:
-        return Document.model_validate(doc)
+        return Document.from_body(body)
     except ValidationError as exc:
         errors = _field_errors(exc)
-        pmid = doc.get("pmid") if isinstance(doc.get("pmid"), str) else None
-        raise RecordError(_reason(errors), errors, pmid=pmid) from None
+        pmid = body.get("pmid")
+        raise RecordError(_reason(errors), errors, pmid=_quote(pmid) or None) from None
 
 
 def record_to_document(text: str) -> Document:
     """Parse one raw MEDLINE record into a validated document.
 
+    :param text: the record's text, as :func:`worker.medline_text.iter_raw_records` gives it.
     :raises MedlineParseError: the text is not a MEDLINE record.
-    :raises RecordError: it is one, but not a valid document.
+    :raises RecordError: it is one, but not a valid document. Nothing else: a failure of the
+        parser itself is logged and reported as a RecordError too, so that one odd record
+        is dead-lettered instead of failing its batch.
     """
     try:
-        fields = parse_fields(text)
-    except MedlineParseError:
+        return build_document(parse_fields(text))
+    except RecordError:
         raise
-    except Exception as exc:  # a parser bug must surface as a bad record, not a crash
-        raise MedlineParseError(f"unreadable record: {exc!r}") from exc
-    return build_document(fields)
+    except Exception as exc:
+        log.exception("the parser failed on a record; it is dead-lettered")
+        raise MedlineParseError(f"the parser failed on this record: {exc!r}") from exc

@@ -1,13 +1,16 @@
-"""The MEDLINE tag set, from NLM's "MEDLINE/PubMed Data Element (Field) Descriptions".
+"""The MEDLINE tag set, from NLM's "MEDLINE/PubMed Data Element (Field) Descriptions" and the
+"PubMed format" tag table of PubMed's help.
 
 In records whose whitespace was collapsed onto one line, only these tags start a field, so
 that text such as "IVIG - treated" or "type B - cells" inside an abstract is never taken for
-a tag.
+a tag. Line-structured records also accept tags missing from this table (NLM adds tags now and
+then), since there the tag's position at the start of a line identifies it.
 """
 
 from __future__ import annotations
 
-#: Every tag of PubMed's MEDLINE display format, with its field name.
+#: Every tag of PubMed's MEDLINE display format, with its field name. Tags that NLM retired
+#: (DA, RPI, RPF, ...) stay here: old exports and collapsed copies still carry them.
 MEDLINE_TAGS: dict[str, str] = {
     "AB": "Abstract",
     "AD": "Affiliation",
@@ -18,22 +21,22 @@ MEDLINE_TAGS: dict[str, str] = {
     "CI": "Copyright Information",
     "CIN": "Comment In",
     "CN": "Corporate Author",
-    "COI": "Conflict of Interest Statement",
+    "COI": "Conflict of Interest Statement (older exports)",
     "COIS": "Conflict of Interest Statement",
     "CON": "Comment On",
     "CP": "Chapter",
     "CRDT": "Create Date",
-    "CRF": "Corrected and republished from",
-    "CRI": "Corrected and republished in",
+    "CRF": "Corrected and Republished From",
+    "CRI": "Corrected and Republished In",
     "CTDT": "Contribution Date",
     "CTI": "Collection Title",
     "DA": "Date Created",
-    "DCOM": "Completion Date",
-    "DDIN": "Dataset described in",
-    "DRIN": "Dataset use reported in",
+    "DCOM": "Date Completed",
+    "DDIN": "Dataset Described In",
     "DEP": "Date of Electronic Publication",
-    "DP": "Publication Date",
-    "DRDT": "Date Revised (book)",
+    "DP": "Date of Publication",
+    "DRDT": "Date Revised (books)",
+    "DRIN": "Dataset Use Reported In",
     "ECF": "Expression of Concern For",
     "ECI": "Expression of Concern In",
     "ED": "Editor",
@@ -62,8 +65,8 @@ MEDLINE_TAGS: dict[str, str] = {
     "MHDA": "MeSH Date",
     "MID": "Manuscript Identifier",
     "NM": "Substance Name",
-    "OABL": "Other Abstract Language",
     "OAB": "Other Abstract",
+    "OABL": "Other Abstract Language",
     "OCI": "Other Copyright Information",
     "OID": "Other ID",
     "ORI": "Original Report In",
@@ -77,8 +80,8 @@ MEDLINE_TAGS: dict[str, str] = {
     "PMC": "PubMed Central Identifier",
     "PMCR": "PubMed Central Release",
     "PMID": "PubMed Unique Identifier",
-    "PRIN": "Partial retraction in",
-    "PROF": "Partial retraction of",
+    "PRIN": "Partial Retraction In",
+    "PROF": "Partial Retraction Of",
     "PS": "Personal Name as Subject",
     "PST": "Publication Status",
     "PT": "Publication Type",
@@ -95,8 +98,8 @@ MEDLINE_TAGS: dict[str, str] = {
     "SFM": "Space Flight Mission",
     "SI": "Secondary Source ID",
     "SO": "Source",
-    "SPIN": "Summary For Patients In",
-    "STAT": "Status Tag",
+    "SPIN": "Summary for Patients In",
+    "STAT": "Status",
     "TA": "Journal Title Abbreviation",
     "TI": "Title",
     "TT": "Transliterated Title",
@@ -106,4 +109,5 @@ MEDLINE_TAGS: dict[str, str] = {
     "VTI": "Volume Title",
 }
 
+#: The tags alone, for membership tests in the parser's hot path.
 KNOWN_TAGS: frozenset[str] = frozenset(MEDLINE_TAGS)

@@ -1,15 +1,21 @@
 """Streaming parser of PubMed's MEDLINE text format (``.txt``, ``.nbib`` exports).
 
-Two layers, both linear in the input and free of backtracking regular expressions:
+Two layers, both linear in the input, with no regular expression that can backtrack more than
+a few characters:
 
 - :func:`iter_raw_records` splits a byte stream into raw records with their byte offsets,
-  reading line by line (constant memory). A record starts at ``PMID- ``: at the start of a
-  line, or after whitespace inside a line, where upstream systems ran collapsed records
-  together.
+  reading fixed-size chunks (constant memory). A record ends at a blank line or where the next
+  one starts; a record starts at ``PMID- `` followed by a digit, at the start of a line or,
+  in collapsed text, after whitespace inside a line.
 - :func:`parse_fields` splits one record into ``(tag, value)`` pairs in order. Line-structured
-  records: a line is a tag padded to four columns, ``- ``, and the value; a line starting with
-  spaces continues the previous value (joined with one space). Collapsed records (all on one
-  line): fields start only at tags of the known MEDLINE tag set.
+  records: a line is a tag padded to four columns, ``- `` and the value; a line starting with
+  spaces continues the previous value. Collapsed records (no line structure left): fields
+  start only at tags of the known MEDLINE tag set, written as a collapsed padded tag
+  (``PMID- ``, ``OWN - ``, ``LR - ``).
+
+Whitespace inside values is normalised the same way in both forms: every run of ASCII
+whitespace becomes one space, and values are trimmed. That is what makes a collapsed record
+and its line-structured form give the same fields.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import gzip
 import io
 import re
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,157 +34,323 @@ from worker.medline_tags import KNOWN_TAGS
 
 #: Bytes that mark a gzip stream.
 GZIP_MAGIC = b"\x1f\x8b"
+#: Byte-order mark some Windows tools put before UTF-8 text; skipped like whitespace.
+UTF8_BOM = b"\xef\xbb\xbf"
 #: Read buffer of :func:`open_source`.
 READ_BUFFER = 1 << 20
-#: A tag candidate inside collapsed text: 2 to 4 capitals after whitespace, an optional space,
-#: ``- ``. Whether it is a tag is decided by the known tag set.
-_COLLAPSED_TAG = re.compile(r"(?<![^\s])([A-Z]{2,4}) ?- ")
+#: Bytes read from the stream at a time by :func:`iter_raw_records`.
+CHUNK_SIZE = 1 << 20
+#: A record still growing past this many bytes is cut and yielded in pieces, so that a file
+#: with no record boundary at all (a binary file, say) cannot exhaust memory. Far above any
+#: real citation; the pieces are dead-lettered as malformed or too large downstream.
+MAX_RECORD_BYTES = 64 << 20
 #: Characters of a record quoted in an error message.
 QUOTE_LIMIT = 60
+#: ASCII whitespace: the only characters the format treats as blanks (a no-break space or
+#: an ideographic space inside a name is content, and is kept).
+WHITESPACE = " \t\r\n\f\v"
+
+# --- splitting a stream into records ------------------------------------------------------
+
+#: A blank line: a newline, optional blanks, a newline.
+_BLANK_LINE = re.compile(rb"\n[ \t\r\f\v]*\n")
+#: Bytes looked at again at the end of a buffer once more data arrives, so that a record
+#: start split across two reads ("PMI" | "D- 1") is found: len(b"PMID-  1").
+_RESCAN = 8
+#: The start of a line that holds a field of a line-structured record (not a PMID).
+_TAG_LINE_HEAD = re.compile(rb"[A-Z]{2,4} *- ")
+_SPACE_BYTES = frozenset(b" \t\r\n\f\v")
+_BLANK_BYTES = b" \t\r\n\f\v"
 
 
 def open_source(path: str | Path) -> BinaryIO:
     """Open a file for streaming: gzip (by its magic bytes, not its name) or plain.
 
-    The returned stream supports ``peek``. :raises OSError: the file cannot be read.
+    :param path: the file to read.
+    :returns: a buffered binary stream that supports ``peek``; the caller closes it.
+    :raises OSError: the file cannot be opened or read.
     """
     raw = open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115 - returned to the caller
-    if raw.peek(2)[:2] == GZIP_MAGIC:
+    try:
+        head = raw.peek(2)[:2]
+    except BaseException:
+        raw.close()
+        raise
+    if head == GZIP_MAGIC:
         return io.BufferedReader(gzip.GzipFile(fileobj=raw), buffer_size=READ_BUFFER)  # type: ignore[arg-type]
     return raw
 
 
-#: Bytes read from the stream at a time by :func:`iter_raw_records`.
-CHUNK_SIZE = 1 << 20
-#: Bytes at the end of a buffer scanned again once more data arrives: a record start split
-#: across two reads ("PMI" | "D- 1") is found on the second pass.
-_RESCAN = 8
+class _Splitter:
+    """State of :func:`iter_raw_records` over one stream.
+
+    ``buffer`` holds the bytes from stream offset ``base`` on; everything before ``start``
+    (the first byte of the record being read, or of the stream) has been yielded already.
+    Records are cut at record starts first (``bytes.find``, C speed); only then is each one
+    looked at for blank lines inside it, which are rare.
+    """
+
+    def __init__(self, max_record_bytes: int) -> None:
+        self.buffer = bytearray()
+        self.base = 0
+        self.start = 0
+        self.max_record_bytes = max_record_bytes
+        # Absolute offset from which to look for the next "PMID-".
+        self.pmid_from = 0
+        # The line whose verdict (may a "PMID-" inside it start a record?) was last worked
+        # out, by its absolute offset, and that verdict.
+        self.line_start = -1
+        self.line_allows_records = True
+        # Length of a byte-order mark at the start of the stream (0 or 3).
+        self.bom = 0
+
+    # A "PMID-" inside a line starts a record only in collapsed text. A line that is a
+    # continuation (indented) or another field of a line-structured record never holds one:
+    # "AB  - ... see PMID- 123 ..." is text.
+    def _line_allows_records(self, at: int) -> bool:
+        buffer = self.buffer
+        # Look back no further than the record being read, so the scan stays linear: if its
+        # first byte is on this line, the verdict for this line is known already (a record
+        # start sets it).
+        newline = buffer.rfind(b"\n", self.start, at)
+        if newline < 0 and (self.base or self.start):
+            return self.line_allows_records
+        line_start = newline + 1
+        absolute = self.base + line_start
+        if absolute != self.line_start:
+            if absolute == 0:
+                line_start += self.bom
+            head = bytes(buffer[line_start : line_start + 6])
+            indented = head[:1] in (b" ", b"\t")
+            other_field = bool(_TAG_LINE_HEAD.match(head)) and not head.startswith(b"PMID")
+            self.line_start = absolute
+            self.line_allows_records = not (indented or other_field)
+        return self.line_allows_records
+
+    def _is_record_start(self, at: int, end: int) -> bool:
+        """Whether the ``PMID-`` at buffer position ``at`` (> 0) starts a record."""
+        buffer = self.buffer
+        absolute = self.base + at
+        at_line_start = absolute == self.bom or buffer[at - 1] == 0x0A
+        if not at_line_start and buffer[at - 1] not in _SPACE_BYTES:
+            return False
+        # "PMID-", an optional space, a digit.
+        following = buffer[at + 5]
+        if following == 0x20:
+            following = buffer[at + 6]
+        if not 0x30 <= following <= 0x39:
+            return False
+        if at_line_start:
+            # This line begins with a record: PMIDs further along it start records too.
+            self.line_start = absolute
+            self.line_allows_records = True
+            return True
+        return self._line_allows_records(at)
+
+    def _next_start(self, end: int) -> int:
+        """Buffer position of the next record start before ``end``, or -1."""
+        buffer = self.buffer
+        position = max(self.pmid_from - self.base, self.start + 1)
+        while True:
+            at = buffer.find(b"PMID-", position, end)
+            if at < 0 or at + 7 > end:
+                # Nothing (complete) here: look again at the tail once more bytes are in.
+                self.pmid_from = self.base + (at if at >= 0 else max(position, end - _RESCAN))
+                return -1
+            if self._is_record_start(at, end):
+                self.pmid_from = self.base + at + 5
+                return at
+            position = at + 5
+
+    def _cut(self, stop: int) -> Iterator[RawRecord]:
+        """The records in ``buffer[start:stop]``: one, or several where blank lines part it
+        (text after a blank line that is not a record is yielded too, to be dead-lettered)."""
+        begin = self.base + self.start
+        segment = bytes(self.buffer[self.start : stop])
+        self.start = stop
+        if begin == 0 and self.bom:
+            segment, begin = segment[self.bom :], self.bom
+        content = segment.rstrip(_BLANK_BYTES)
+        if not content:
+            return
+        blank = _BLANK_LINE.search(content)
+        if blank is None:  # the usual case: one record
+            yield from self._record(content, begin)
+            return
+        position = 0
+        while blank is not None:
+            yield from self._record(content[position : blank.start()], begin + position)
+            position = blank.end() - 1
+            blank = _BLANK_LINE.search(content, position)
+        yield from self._record(content[position:], begin + position)
+
+    @staticmethod
+    def _record(data: bytes, offset: int) -> Iterator[RawRecord]:
+        text = data.lstrip(_BLANK_BYTES)
+        if text:
+            yield RawRecord(
+                offset=offset + len(data) - len(text),
+                text=text.rstrip(_BLANK_BYTES).decode("utf-8", errors="replace"),
+            )
+
+    def records(self, stream: BinaryIO, chunk_size: int) -> Iterator[RawRecord]:
+        buffer = self.buffer
+        first = True
+        while True:
+            chunk = stream.read(chunk_size)
+            buffer += chunk
+            if first:
+                if len(buffer) < len(UTF8_BOM) and chunk:
+                    continue  # too little yet to tell whether a byte-order mark is there
+                first = False
+                if buffer.startswith(UTF8_BOM):
+                    self.bom = len(UTF8_BOM)
+            end = len(buffer)
+            while (at := self._next_start(end)) >= 0:
+                yield from self._cut(at)
+            if not chunk:
+                break
+            if end - self.start > self.max_record_bytes:
+                yield from self._cut(end - _RESCAN)
+            # Drop what has been yielded; keep the record being read.
+            if self.start:
+                del buffer[: self.start]
+                self.base += self.start
+                self.start = 0
+        yield from self._cut(len(buffer))
 
 
-def _record_starts(buffer: bytes, position: int) -> Iterator[int]:
-    """Positions in ``buffer`` from ``position`` on where a record starts: ``PMID-`` at the
-    start or after whitespace, then an optional space and a digit. ``bytes.find`` does the
-    scanning at C speed; only candidates are looked at in Python."""
-    find = buffer.find
-    while (at := find(b"PMID-", position)) >= 0:
-        position = at + 5
-        if at and not buffer[at - 1 : at].isspace():
-            continue
-        digit = buffer[at + 5 : at + 7].lstrip(b" ")[:1]
-        if digit.isdigit():
-            yield at
-
-
-def _record(data: bytes, base: int) -> RawRecord | None:
-    """The raw record in ``data`` (which starts at stream offset ``base``), or None if blank."""
-    stripped = data.lstrip()
-    if not stripped.strip():
-        return None
-    text = stripped.decode("utf-8", errors="replace").rstrip()
-    return RawRecord(offset=base + len(data) - len(stripped), text=text)
-
-
-def iter_raw_records(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[RawRecord]:
+def iter_raw_records(
+    stream: BinaryIO, chunk_size: int = CHUNK_SIZE, max_record_bytes: int = MAX_RECORD_BYTES
+) -> Iterator[RawRecord]:
     """Split a MEDLINE byte stream into raw records, each with the offset of its first byte.
 
-    Reads ``chunk_size`` bytes at a time and finds record starts with one compiled pattern
-    over each chunk, so memory is bounded by the largest record plus a chunk. Text before
-    the first record (a header some tools write) is yielded as a record of its own, so that
-    it is dead-lettered rather than dropped; whitespace alone is skipped.
+    Memory is bounded by the largest record plus one chunk. Text that is not part of a
+    record -- a header before the first one, a trailer after a blank line -- is yielded as a
+    record of its own, so that it is dead-lettered rather than dropped; whitespace alone is
+    skipped. Invalid UTF-8 is replaced (U+FFFD), never an error.
+
+    :param stream: binary stream, read with ``read(chunk_size)`` until it returns ``b""``.
+    :param chunk_size: bytes per read.
+    :param max_record_bytes: a record growing past this is yielded in pieces (see
+        :data:`MAX_RECORD_BYTES`).
+    :raises OSError: reading the stream failed (e.g. a truncated gzip file).
     """
-    buffer = b""
-    base = 0  # stream offset of buffer[0]
-    scan_from = 0
-    while True:
-        chunk = stream.read(chunk_size)
-        buffer += chunk
-        cut = 0
-        for start in _record_starts(buffer, scan_from):
-            if start > cut:
-                record = _record(buffer[cut:start], base + cut)
-                if record is not None:
-                    yield record
-            cut = start
-        if not chunk:
-            break
-        # Keep the record being read; look again at the tail once more bytes are in.
-        buffer = buffer[cut:]
-        base += cut
-        scan_from = max(1, len(buffer) - _RESCAN)
-    record = _record(buffer[cut:], base + cut)
-    if record is not None:
-        yield record
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be positive")
+    return _Splitter(max(max_record_bytes, 2 * _RESCAN)).records(stream, chunk_size)
 
 
-def _is_tag_line(line: str) -> bool:
-    # "TAG - value" padded to four columns: the dash sits in column 5, a space after it.
-    if line[4:6] != "- " and not (len(line) == 5 and line[4] == "-"):
-        return False
-    tag = line[:4].rstrip()
-    return tag in KNOWN_TAGS or (len(tag) >= 2 and tag.isalpha() and tag.isupper())
+# --- splitting a record into fields -------------------------------------------------------
+
+#: One field line, found after a newline (so that the regular expression engine jumps from
+#: newline to newline instead of trying every character): a tag of 2 to 4 capitals, padding,
+#: ``-``, a space or the end of the line, and a value that neither starts nor ends with a
+#: space (a line with such a value does not match, and the slow path trims it).
+_FIELD_LINE = re.compile(r"\n([A-Z]{2,4}) *-(?: |(?=\n)|\Z)(?! )([^\n]*)(?<! )")
+#: The start of a field line, when a record is taken line by line (the same rule).
+_FIELD_HEAD = re.compile(r"([A-Z]{2,4}) *-(?: |$)")
+#: A continuation line break as PubMed writes it: a newline and six spaces.
+_CONTINUATION_BREAK = "\n      "
+#: Runs of whitespace other than a lone space, to become one space.
+_BLANKS = re.compile(r"[\t\r\n\f\v][ \t\r\n\f\v]*| [ \t\r\n\f\v]+")
+#: A tag candidate in collapsed text: 4 capitals, or 2-3 capitals and one space, then ``- ``
+#: (or ``-`` at the end). Whether it is a tag is decided by what precedes it and the known
+#: tag set, in Python, for the few candidates there are.
+_COLLAPSED_TAG = re.compile(r"([A-Z]{4}|[A-Z]{2,3} )-(?= |$)")
 
 
-def _normalise(value: str) -> str:
-    # Only runs of whitespace need work; most values have none.
-    if "  " in value or "\t" in value or "\n" in value:
-        return " ".join(value.split())
-    return value.strip()
+def _collapse_blanks(value: str) -> str:
+    return _BLANKS.sub(" ", value).strip(" ")
 
 
 def _collapsed_fields(text: str) -> list[tuple[str, str]]:
+    """Fields of a record with no line structure: split at known tags only."""
     fields: list[tuple[str, str]] = []
     tag: str | None = None
     value_start = 0
     for match in _COLLAPSED_TAG.finditer(text):
-        candidate = match.group(1)
+        at = match.start()
+        if at and text[at - 1] != " ":
+            continue  # "XIVIG - ", "(AB - ": part of a word
+        candidate = match.group(1).rstrip(" ")
         if candidate not in KNOWN_TAGS:
             continue
         if tag is not None:
-            fields.append((tag, _normalise(text[value_start : match.start()])))
-        elif text[: match.start()].strip():
-            raise MedlineParseError(
-                f"text before the first tag: {text[: min(match.start(), QUOTE_LIMIT)]!r}"
-            )
+            fields.append((tag, text[value_start:at].strip(" ")))
+        elif text[:at].strip(" "):
+            raise MedlineParseError(f"text before the first tag: {text[: min(at, QUOTE_LIMIT)]!r}")
         tag = candidate
         value_start = match.end()
-    if tag is not None:
-        fields.append((tag, _normalise(text[value_start:])))
+    if tag is None:
+        raise MedlineParseError(f"no MEDLINE tag found in {text[:QUOTE_LIMIT]!r}")
+    fields.append((tag, text[value_start:].strip(" ")))
     return fields
+
+
+def _line_fields(lines: list[str]) -> list[tuple[str, str]]:
+    """Fields of a line-structured record, some of whose lines may have lost their indent."""
+    tags: list[str] = []
+    parts: list[list[str]] = []
+    for line in lines:
+        head = _FIELD_HEAD.match(line)
+        if head is not None:
+            tags.append(head.group(1))
+            parts.append([line[head.end() :]])
+        elif parts:
+            parts[-1].append(line)  # a continuation line, or a wrapped one that lost its indent
+        else:
+            raise MedlineParseError(f"no tag on the first line: {line[:QUOTE_LIMIT]!r}")
+    return [(tag, _collapse_blanks(" ".join(part))) for tag, part in zip(tags, parts, strict=True)]
+
+
+def _fields_slowly(text: str) -> list[tuple[str, str]]:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line for line in text.split("\n") if line.strip(WHITESPACE)]
+    if not lines:
+        raise MedlineParseError("empty record")
+    rest = lines[1:]
+    structured = sum(1 for line in rest if line[0] in " \t" or _FIELD_HEAD.match(line))
+    # One line, or lines that mostly do not start with a tag or an indent (collapsed text
+    # wrapped at some width): no line structure to go by, split at known tags.
+    if not rest or 2 * structured < len(rest):
+        return _collapsed_fields(_collapse_blanks(" ".join(lines)))
+    return _line_fields(lines)
+
+
+def _fields_quickly(body: str) -> list[tuple[str, str]] | None:
+    """The fields of a well-formed line-structured record, found by C code alone: None when
+    the record is anything else (the slow path then gives the same answer, more slowly)."""
+    if "\r" in body or "\t" in body or "\f" in body or "\v" in body:
+        return None
+    # Joining lines first must not make a tag line of what was not one ("AB" alone, then
+    # "      - x"): no continuation may start with a dash or with more than six spaces.
+    if _CONTINUATION_BREAK + "-" in body or _CONTINUATION_BREAK + " " in body:
+        return None
+    joined = "\n" + body.replace(_CONTINUATION_BREAK, " ")
+    found: list[tuple[str, str]] = _FIELD_LINE.findall(joined)
+    if len(found) != joined.count("\n"):
+        return None  # a line that is neither a field nor a six-space continuation
+    if "  " in "\n".join(map(itemgetter(1), found)):
+        return None  # a run of spaces inside a value, to normalise
+    return found
 
 
 def parse_fields(text: str) -> list[tuple[str, str]]:
     """The record's ``(tag, value)`` pairs in order, repeated tags kept.
 
-    :raises MedlineParseError: the text has no MEDLINE structure, or does not begin with a
-        ``PMID`` field.
+    Continuation lines are joined to their field with one space; every run of whitespace in a
+    value becomes one space. A record without line structure (collapsed) is split only at
+    known tags (:data:`worker.medline_tags.KNOWN_TAGS`).
+
+    :param text: one raw record.
+    :raises MedlineParseError: the text is not a MEDLINE record: empty, no tag at its start,
+        or a first field other than ``PMID``.
     """
-    body = text.strip()
-    if not body:
-        raise MedlineParseError("empty record")
-    lines = body.splitlines()
-    if len(lines) == 1 or (not _is_tag_line(lines[1]) and not lines[1].startswith(" ")):
-        # One line (collapsed), or a first line that runs on into others: split on known tags.
-        fields = _collapsed_fields(" ".join(lines))
-    else:
-        tags: list[str] = []
-        parts: list[list[str]] = []
-        for line in lines:
-            if _is_tag_line(line):
-                tags.append(line[:4].rstrip())
-                parts.append([line[6:]])
-            elif not line.strip():
-                continue
-            elif parts:
-                # A continuation line (six spaces), or a line whose indentation was lost.
-                parts[-1].append(line)
-            else:
-                raise MedlineParseError(f"no tag on the first line: {line[:QUOTE_LIMIT]!r}")
-        fields = [
-            (tag, _normalise(part[0]) if len(part) == 1 else " ".join(" ".join(part).split()))
-            for tag, part in zip(tags, parts, strict=True)
-        ]
-    if not fields:
-        raise MedlineParseError(f"no MEDLINE tag found in {body[:QUOTE_LIMIT]!r}")
+    body = text.strip(WHITESPACE)
+    fields = _fields_quickly(body) if "\n" in body else None
+    if fields is None:
+        fields = _fields_slowly(body)
     if fields[0][0] != "PMID":
         raise MedlineParseError(
             f"a record must start with PMID, this one starts with {fields[0][0]}"
@@ -185,18 +358,33 @@ def parse_fields(text: str) -> list[tuple[str, str]]:
     return fields
 
 
-def format_record(fields: Iterable[tuple[str, str]], width: int = 80) -> str:
-    """Print fields as a line-structured MEDLINE record (values wrapped with continuation
-    lines), the inverse of :func:`parse_fields`."""
+# --- printing -----------------------------------------------------------------------------
+
+#: Line width of :func:`format_record`, as PubMed prints it.
+FORMAT_WIDTH = 80
+#: Indent of a continuation line.
+CONTINUATION = "      "
+
+
+def format_record(fields: Iterable[tuple[str, str]], width: int = FORMAT_WIDTH) -> str:
+    """Print fields as a line-structured MEDLINE record, the inverse of :func:`parse_fields`.
+
+    Each tag is padded to four columns; values longer than ``width`` wrap at spaces onto
+    continuation lines indented by six spaces (a word longer than a line is not broken).
+
+    :param fields: ``(tag, value)`` pairs; tags of 2 to 4 capital letters.
+    :param width: the longest line wanted.
+    :returns: the record without a trailing newline.
+    """
     lines: list[str] = []
     for tag, value in fields:
-        prefix = f"{tag:<4}- "
-        words = value.split(" ")
-        line = prefix
-        for word in words:
-            if len(line) + len(word) > width and line.strip() and line != prefix:
-                lines.append(line.rstrip())
-                line = "      "
-            line += word + " "
-        lines.append(line.rstrip() if line.strip() else prefix.rstrip())
+        line = f"{tag:<4}-"
+        for word in value.split():
+            # Wrap before a word that would overflow, unless the line holds no word yet.
+            if len(line) + 1 + len(word) > width and len(line) > len(CONTINUATION):
+                lines.append(line)
+                line = CONTINUATION + word
+            else:
+                line += " " + word
+        lines.append(line)
     return "\n".join(lines)

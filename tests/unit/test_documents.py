@@ -1,15 +1,25 @@
-"""Every field of the document model, from records written for the tests."""
+"""Every field of the document model, from records written for the tests; validation errors in
+plain words; the indexed body."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from schemas.document import Document, prune
 from tests.helpers import DATA
-from worker.documents import record_to_document
-from worker.errors import RecordError
+from tests.unit.test_dates import PUBLICATION_DATES
+from worker import documents
+from worker.documents import build_document, record_to_document
+from worker.errors import MedlineParseError, RecordError
+from worker.medline_text import format_record, iter_raw_records, open_source
 
 RICH = """\
 PMID- 31452104
@@ -23,12 +33,12 @@ VI  - 20
 IP  - 1
 DP  - 2019 Aug 26
 TI  - Exercise in multiple sclerosis.
-BTI - Not the title when TI exists.
 PG  - 389
 LID - 10.1186/lid-only [doi]
 LID - 389
 AB  - BACKGROUND: Exercise may help. RESULTS: It did.
 OAB - Resume en francais.
+OABL- fre
 CI  - (c) The Author(s). 2019.
 AD  - An affiliation before any author.
 FAU - Dalgas, Ulrik
@@ -38,13 +48,19 @@ AD  - Aarhus University, Denmark.
 AD  - Danish MS Center, Denmark.
 AU  - Stenager E
 AD  - MS Clinic, Sonderborg, Denmark.
+IRAD- Not an investigator's.
 CN  - Danish MS Exercise Study Group
+AD  - The group's address.
 FIR - Hauser, Stephen L
 IR  - Hauser SL
+AUID- ORCID: 0000-0002-0000-0001
 IRAD- UCSF, USA.
+IR  - Compston A
 LA  - eng
 LA  - dan
 GR  - R01 NS102735/NS/NINDS NIH HHS/United States
+GR  - G0600/123/MRC_/Medical Research Council/United Kingdom
+GR  - 076113/Wellcome Trust
 PT  - Journal Article
 PT  - Randomized Controlled Trial
 DEP - 20190826
@@ -54,6 +70,8 @@ TA  - BMC Musculoskelet Disord
 JT  - BMC musculoskeletal disorders
 JID - 100968565
 RN  - 77238-31-4 (Interferon-beta)
+RN  - EC 3.4.21.- (Serine Endopeptidases)
+RN  - 0 (Interleukin-2 (1-30))
 NM  - IL7R protein, human
 SB  - IM
 SB  - X
@@ -70,8 +88,10 @@ MHDA- 2020/01/07 06:00
 CRDT- 2019/08/28 06:00
 PHST- 2019/03/14 00:00 [received]
 PHST- 2019/08/28 06:00 [pubmed]
+PHST- sometime [accepted]
 AID - 10.1186/s12891-019-2760-y [doi]
 AID - S1234 [pii]
+AID - 10.1186/second-doi [doi]
 PST - epublish
 SO  - BMC Musculoskelet Disord. 2019 Aug 26;20(1):389.
 """
@@ -84,17 +104,24 @@ def test_every_field_is_mapped() -> None:
     assert doc.abstract == "BACKGROUND: Exercise may help. RESULTS: It did."
     assert doc.other_abstracts == ["Resume en francais."]
     assert doc.transliterated_title == "Motion ved sklerose."
+
     first, second = doc.authors
-    assert first.full_name == "Dalgas, Ulrik"
-    assert first.short_name == "Dalgas U"
+    assert (first.full_name, first.short_name) == ("Dalgas, Ulrik", "Dalgas U")
     assert first.identifiers == ["ORCID: 0000-0002-1234-5678"]
     assert first.affiliations == ["Aarhus University, Denmark.", "Danish MS Center, Denmark."]
     assert (second.full_name, second.short_name) == (None, "Stenager E")
-    assert second.affiliations == ["MS Clinic, Sonderborg, Denmark."]
+    assert second.affiliations == ["MS Clinic, Sonderborg, Denmark."] and second.identifiers == []
     assert doc.corporate_authors == ["Danish MS Exercise Study Group"]
-    (investigator,) = doc.investigators
-    assert investigator.full_name == "Hauser, Stephen L"
-    assert investigator.affiliations == ["UCSF, USA."]
+    hauser, compston = doc.investigators
+    assert (hauser.full_name, hauser.short_name) == ("Hauser, Stephen L", "Hauser SL")
+    assert hauser.affiliations == ["UCSF, USA."]
+    assert hauser.identifiers == ["ORCID: 0000-0002-0000-0001"]
+    assert (compston.full_name, compston.short_name, compston.affiliations) == (
+        None,
+        "Compston A",
+        [],
+    )
+
     assert [(m.descriptor, m.qualifiers, m.major) for m in doc.mesh] == [
         ("Adult", [], False),
         ("Exercise Therapy", ["methods"], True),
@@ -104,17 +131,19 @@ def test_every_field_is_mapped() -> None:
     assert doc.keywords == ["Exercise", "Fatigue"]
     assert [(s.registry_number, s.name) for s in doc.substances] == [
         ("77238-31-4", "Interferon-beta"),
+        ("EC 3.4.21.-", "Serine Endopeptidases"),
+        ("0", "Interleukin-2 (1-30)"),
         (None, "IL7R protein, human"),
     ]
     assert doc.publication_types == ["Journal Article", "Randomized Controlled Trial"]
     assert doc.languages == ["eng", "dan"]
-    (grant,) = doc.grants
-    assert (grant.grant_id, grant.acronym, grant.agency, grant.country) == (
-        "R01 NS102735",
-        "NS",
-        "NINDS NIH HHS",
-        "United States",
-    )
+    assert [(g.grant_id, g.acronym, g.agency, g.country) for g in doc.grants] == [
+        ("R01 NS102735", "NS", "NINDS NIH HHS", "United States"),
+        ("G0600/123", "MRC_", "Medical Research Council", "United Kingdom"),
+        ("076113", "Wellcome Trust", None, None),
+    ]
+    assert doc.grants[1].raw == "G0600/123/MRC_/Medical Research Council/United Kingdom"
+
     journal = doc.journal
     assert (journal.title, journal.iso_abbrev, journal.nlm_id) == (
         "BMC musculoskeletal disorders",
@@ -131,6 +160,7 @@ def test_every_field_is_mapped() -> None:
         "389",
         "England",
     )
+
     assert doc.pub_date is not None
     assert (doc.pub_date.raw, doc.pub_date.year, doc.pub_date.date) == (
         "2019 Aug 26",
@@ -147,62 +177,215 @@ def test_every_field_is_mapped() -> None:
         ("received", datetime(2019, 3, 14)),
         ("pubmed", datetime(2019, 8, 28, 6, 0)),
     ]
-    assert doc.doi == "10.1186/s12891-019-2760-y"  # the AID, not the LID
+
+    assert doc.doi == "10.1186/s12891-019-2760-y"  # the first AID, not the LID
     assert doc.pii == "S1234"
     assert doc.pmc == "PMC6708233"
-    assert ("389", None) in [(i.value, i.type) for i in doc.article_ids]
-    assert len(doc.article_ids) == 4
+    assert [(i.value, i.type) for i in doc.article_ids] == [
+        ("10.1186/lid-only", "doi"),
+        ("389", None),
+        ("10.1186/s12891-019-2760-y", "doi"),
+        ("S1234", "pii"),
+        ("10.1186/second-doi", "doi"),
+    ]
     assert (doc.status, doc.owner, doc.publication_status) == ("MEDLINE", "NLM", "epublish")
     assert doc.subsets == ["IM", "X"]
     assert doc.source == "BMC Musculoskelet Disord. 2019 Aug 26;20(1):389."
+
+    # Nothing dropped: unmapped tags, lines that belong to nobody, unreadable dates.
     assert doc.extra == {
-        "BTI": ["Not the title when TI exists."],
+        "OABL": ["fre"],
         "CI": ["(c) The Author(s). 2019."],
-        "AD": ["An affiliation before any author."],
+        "AD": ["An affiliation before any author.", "The group's address."],
+        "IRAD": ["Not an investigator's."],
         "OTO": ["NOTNLM"],
+        "PHST": ["sometime [accepted]"],
     }
     assert doc.revision_version() == 20211204
 
 
-def test_index_json_is_the_model_without_nulls() -> None:
-    doc = record_to_document(RICH)
-    body = orjson.loads(doc.index_json())
-    assert body == doc.index_body()
-    assert "abstract" in body
-    assert all(value is not None for value in body.values())
+def _values_in(body: Any) -> list[Any]:
+    if isinstance(body, dict):
+        return [body, *(v for value in body.values() for v in _values_in(value))]
+    if isinstance(body, list):
+        return [body, *(v for value in body for v in _values_in(value))]
+    return [body]
+
+
+def _sample_documents() -> list[Document]:
+    with open_source(DATA / "sample.medline") as stream:
+        return [record_to_document(r.text) for r in iter_raw_records(stream)]
+
+
+def test_the_index_body_is_the_model_in_json_without_nulls_or_empties() -> None:
+    for doc in [record_to_document(RICH), *_sample_documents()]:
+        body = doc.index_body()
+        assert body == prune(doc.model_dump(mode="json")), doc.pmid
+        assert all(v is not None and v != [] and v != {} for v in _values_in(body)), doc.pmid
+        assert orjson.loads(orjson.dumps(body)) == body  # JSON types only
+        assert doc.index_json() == orjson.dumps(body)
+        assert Document.model_validate(body) == doc
+
+
+def test_a_document_made_directly_works_out_its_body() -> None:
+    doc = Document(pmid="1", title="T", mesh=[{"descriptor": "Humans"}], revised="2020-01-02")
+    assert doc.index_body() == {
+        "pmid": "1",
+        "title": "T",
+        "mesh": [{"descriptor": "Humans", "major": False}],
+        "revised": "2020-01-02",
+    }
+    changed = doc.model_copy(update={"title": "New"})
+    assert changed.index_body()["title"] == "New" and doc.index_body()["title"] == "T"
+    with pytest.raises(ValidationError):
+        doc.title = "frozen"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("raw", "year", "first_day"), PUBLICATION_DATES)
+def test_every_publication_date_shape_is_a_valid_document(
+    raw: str, year: int | None, first_day: date | None
+) -> None:
+    doc = record_to_document(format_record([("PMID", "5"), ("TI", "T."), ("DP", raw)]))
+    if not raw:
+        assert doc.pub_date is not None and doc.pub_date.raw == ""
+        return
+    assert doc.pub_date is not None
+    assert (doc.pub_date.raw, doc.pub_date.year, doc.pub_date.date) == (raw, year, first_day)
+
+
+def test_repeated_single_fields_and_unreadable_dates_go_to_extra() -> None:
+    doc = record_to_document(
+        "PMID- 1\nTI  - First.\nTI  - Second.\nDP  - 2003\nDP  - 2004\nJT  - A\nJT  - B\n"
+        "DCOM- 2003\nLR  - 20200101\nLR  - 20210101\nEDAT- tomorrow\nPMID- 2"
+    )
+    assert (doc.title, doc.journal.title, doc.revised) == ("First.", "A", date(2020, 1, 1))
+    assert doc.pub_date is not None and doc.pub_date.raw == "2003"
+    assert doc.completed is None and doc.entrez_date is None
+    assert doc.extra == {
+        "TI": ["Second."],
+        "DP": ["2004"],
+        "JT": ["B"],
+        "DCOM": ["2003"],
+        "LR": ["20210101"],
+        "EDAT": ["tomorrow"],
+        "PMID": ["2"],
+    }
+    assert doc.revision_version() == 20200101
+
+
+def test_an_lid_gives_the_doi_only_when_no_aid_does() -> None:
+    doc = record_to_document("PMID- 1\nTI  - T.\nLID - 10.1/lid [doi]\nLID - S9 [pii]")
+    assert (doc.doi, doc.pii) == ("10.1/lid", "S9")
+    doc = record_to_document("PMID- 1\nTI  - T.\nLID - 10.1/lid [doi]\nAID - 10.1/aid [doi]")
+    assert (doc.doi, doc.pii) == ("10.1/aid", None)
 
 
 def test_a_book_takes_its_title_from_bti() -> None:
-    doc = record_to_document("PMID- 5\nBTI - Handbook of Neurology.\nDP  - 2010")
+    doc = record_to_document("PMID- 5\nBTI - Handbook of Neurology.\nDP  - 2010\nED  - Doe J")
     assert doc.title == "Handbook of Neurology."
+    assert doc.extra == {"BTI": ["Handbook of Neurology."], "ED": ["Doe J"]}
+
+
+def test_the_revision_version_falls_back_to_completed_then_zero() -> None:
+    assert record_to_document("PMID- 1\nTI  - T.\nDCOM- 20030402").revision_version() == 20030402
+    assert record_to_document("PMID- 1\nTI  - T.").revision_version() == 0
 
 
 @pytest.mark.parametrize(
     ("text", "field", "words"),
     [
-        ("PMID- 12\nDP  - 2003", "title", "is required"),
-        ("PMID- 12\nTI  -     ", "title", "is empty"),
-        ("PMID- 12a\nTI  - Fine.", "pmid", "digits only"),
+        ("PMID- 12\nDP  - 2003", "title", "field 'title' (TI) is required but the record has none"),
+        ("PMID- 12\nTI  -     ", "title", "field 'title' (TI) is empty"),
+        ("PMID- 12a\nTI  - Fine.", "pmid", "field 'pmid' (PMID) must be digits only, got '12a'"),
+        (
+            "PMID- 123456789012345678901\nTI  - Fine.",
+            "pmid",
+            "field 'pmid' (PMID) is too long (at most 20 characters)",
+        ),
+        ("PMID- 12\nTI  - T.\nMH  - */Humans", "mesh.0.descriptor", "(MH) is empty"),
     ],
 )
 def test_validation_errors_name_the_field_in_plain_words(text: str, field: str, words: str) -> None:
     with pytest.raises(RecordError) as caught:
         record_to_document(text)
-    assert field in caught.value.reason
-    assert words in caught.value.reason
-    assert caught.value.errors[0]["field"] == field
+    error = caught.value
+    assert not isinstance(error, MedlineParseError)
+    assert words in error.reason
+    assert error.errors[0]["field"] == field
+    assert set(error.errors[0]) == {"field", "message", "value"}
+    assert error.pmid == text.split("\n")[0][6:]
 
 
-def test_the_pmid_is_reported_even_when_the_record_is_invalid() -> None:
+def test_several_problems_are_all_listed() -> None:
     with pytest.raises(RecordError) as caught:
-        record_to_document("PMID- 99000001\nOWN - NLM")
-    assert caught.value.pmid == "99000001"
+        record_to_document("PMID- 1x\nMH  - /a")
+    assert [e["field"] for e in caught.value.errors] == ["pmid", "title", "mesh.0.descriptor"]
+    assert caught.value.reason.endswith("(and 2 more problems)")
 
 
-def test_sample_file_records_are_all_valid() -> None:
-    from worker.medline_text import iter_raw_records, open_source
+def test_a_failure_inside_the_parser_becomes_a_record_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(fields: object) -> dict[str, Any]:
+        raise KeyError("bug")
 
-    with open_source(DATA / "sample.medline") as stream:
-        docs = [record_to_document(r.text) for r in iter_raw_records(stream)]
-    assert len(docs) == 25
-    assert len({d.pmid for d in docs}) == 25
+    monkeypatch.setattr(documents, "_fields_to_body", broken)
+    with pytest.raises(MedlineParseError, match="the parser failed on this record"):
+        record_to_document("PMID- 1\nTI  - T.")
+
+
+def test_the_sample_file_is_valid_and_varied() -> None:
+    docs = _sample_documents()
+    assert len(docs) == 25 and len({d.pmid for d in docs}) == 25
+    assert sum("multiple sclerosis" in d.title.lower() for d in docs) >= 15  # the demo's query
+    assert any(d.investigators for d in docs) and any(d.corporate_authors for d in docs)
+    assert any(a.identifiers for d in docs for a in d.authors)
+    assert any(len(a.affiliations) > 1 for d in docs for a in d.authors)
+    assert any(m.major for d in docs for m in d.mesh)
+    assert any(q for d in docs for m in d.mesh for q in m.qualifiers)
+    assert any(d.keywords for d in docs) and any(d.grants for d in docs)
+    assert any(s.registry_number and s.registry_number != "0" for d in docs for s in d.substances)
+    assert any(d.electronic_pub_date for d in docs) and any(d.pmc for d in docs)
+    assert any(d.doi for d in docs) and any(d.pii for d in docs) and any(d.history for d in docs)
+    assert any(d.transliterated_title and d.languages != ["eng"] for d in docs)
+    assert any(d.other_abstracts for d in docs)
+    assert any("BTI" in d.extra and "TI" not in d.extra for d in docs)  # a book
+    shapes = {d.pub_date.raw for d in docs if d.pub_date}
+    assert {"2003 Feb 15", "1998 Jan-Feb", "2003 Winter", "2001 Dec 15-2002 Jan 3"} <= shapes
+    assert {"2003", "2003 Feb", "2000 Spring-Summer", "1999 Jul 13-19"} <= shapes
+    assert {d.status for d in docs} >= {"MEDLINE", "PubMed-not-MEDLINE", "In-Process", "Publisher"}
+
+
+_value = st.text(
+    alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Nd", "Zs", "Po")), max_size=40
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                "TI AB FAU AU AD AUID FIR IR IRAD CN MH OT RN NM PT LA GR JT TA JID IS VI IP PG "
+                "PL DP DEP DCOM LR EDAT MHDA CRDT PHST AID LID PMC STAT OWN PST SB SO XX".split()
+            ),
+            _value,
+        ),
+        max_size=40,
+    )
+)
+def test_any_fields_give_a_document_whose_body_is_its_json_or_a_record_error(
+    fields: list[tuple[str, str]],
+) -> None:
+    fields = [("PMID", "1"), ("TI", "T."), *[(tag, " ".join(v.split())) for tag, v in fields]]
+    try:
+        doc = build_document(fields)
+    except RecordError as error:
+        assert error.errors and error.reason
+        return
+    body = doc.index_body()
+    assert body == prune(doc.model_dump(mode="json"))
+    # Nothing dropped: every word of every value is somewhere in the body (dates aside, which
+    # are rewritten as ISO dates).
+    text = " ".join(v for v in _values_in(body) if isinstance(v, str))
+    words = {w for _, value in fields for w in re.findall(r"[^\W\d_]+", value)}
+    assert all(word in text for word in words)

@@ -1,56 +1,155 @@
-"""The index template maps exactly the document model's fields."""
+"""The index template maps exactly the document model's fields, each with a fitting type."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+import types
 import typing
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
 from schemas.document import Document
-from schemas.index_template import DOCUMENT_PROPERTIES, build_index_template
+from schemas.index_template import (
+    DOCUMENT_PROPERTIES,
+    TEMPLATE_VERSION,
+    build_index_template,
+)
+from tests.unit.test_documents import RICH, _sample_documents
+from worker.documents import record_to_document
+
+#: Mapping types that fit each Python type of the model.
+FITTING = {
+    str: {"keyword", "text"},
+    int: {"short", "integer", "long"},
+    bool: {"boolean"},
+    dt.date: {"date"},
+    dt.datetime: {"date"},
+}
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside ``X``, ``list[X]`` or ``X | None``, if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    if get_origin(annotation) is typing.Annotated:
-        return _model_of(get_args(annotation)[0])
-    return None
+def _leaf_types(annotation: Any) -> list[Any]:
+    """The types inside ``X``, ``list[X]``, ``X | None``, ``Annotated[X, ...]``."""
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return _leaf_types(get_args(annotation)[0])
+    if origin in (list, typing.Union, types.UnionType):
+        return [t for arg in get_args(annotation) for t in _leaf_types(arg)]
+    return [] if annotation is type(None) else [annotation]
 
 
 def _compare(model: type[BaseModel], properties: dict[str, Any], path: str) -> list[str]:
     problems = []
-    fields = set(model.model_fields)
-    mapped = set(properties)
-    problems += [f"{path}{name}: in the model, not mapped" for name in fields - mapped]
-    problems += [f"{path}{name}: mapped, not in the model" for name in mapped - fields]
-    for name in fields & mapped:
-        sub = _model_of(model.model_fields[name].annotation)
-        if sub is not None:
-            problems += _compare(sub, properties[name].get("properties", {}), f"{path}{name}.")
+    fields, mapped = set(model.model_fields), set(properties)
+    problems += [f"{path}{name}: in the model, not mapped" for name in sorted(fields - mapped)]
+    problems += [f"{path}{name}: mapped, not in the model" for name in sorted(mapped - fields)]
+    for name in sorted(fields & mapped):
+        mapping = properties[name]
+        for leaf in _leaf_types(model.model_fields[name].annotation):
+            if isinstance(leaf, type) and issubclass(leaf, BaseModel):
+                if mapping.get("type", "object") not in ("object", "nested"):
+                    problems.append(f"{path}{name}: a {leaf.__name__} needs object or nested")
+                problems += _compare(leaf, mapping.get("properties", {}), f"{path}{name}.")
+            elif get_origin(leaf) is dict:
+                if mapping.get("type") != "object":
+                    problems.append(f"{path}{name}: a dict needs an object")
+            elif mapping.get("type") not in FITTING[leaf]:
+                problems.append(f"{path}{name}: {leaf.__name__} mapped as {mapping.get('type')}")
     return problems
 
 
-def test_template_and_model_have_the_same_fields() -> None:
+def test_template_and_model_have_the_same_fields_with_fitting_types() -> None:
     assert _compare(Document, DOCUMENT_PROPERTIES, "") == []
 
 
-def test_nested_where_queries_need_it_and_dates_as_dates() -> None:
-    assert DOCUMENT_PROPERTIES["authors"]["type"] == "nested"
-    assert DOCUMENT_PROPERTIES["mesh"]["type"] == "nested"
-    assert DOCUMENT_PROPERTIES["pub_date"]["properties"]["date"]["type"] == "date"
+def test_the_comparison_would_notice_a_difference() -> None:
+    broken = {**DOCUMENT_PROPERTIES, "surplus": {"type": "keyword"}}
+    broken["completed"] = {"type": "keyword"}
+    del broken["doi"]
+    assert _compare(Document, broken, "") == [
+        "doi: in the model, not mapped",
+        "surplus: mapped, not in the model",
+        "completed: date mapped as keyword",
+    ]
+
+
+def _mappings_in(mapping: Any) -> list[dict[str, Any]]:
+    if isinstance(mapping, dict):
+        # A mapping has a type name; {"value": ..., "type": {...}} is properties, not one.
+        found = [mapping] if isinstance(mapping.get("type"), str) else []
+        return found + [m for value in mapping.values() for m in _mappings_in(value)]
+    if isinstance(mapping, list):
+        return [m for value in mapping for m in _mappings_in(value)]
+    return []
+
+
+def test_nested_where_queries_need_it_and_only_built_in_analysis() -> None:
+    for name in ("authors", "investigators", "mesh", "history"):
+        assert DOCUMENT_PROPERTIES[name]["type"] == "nested", name
+    assert DOCUMENT_PROPERTIES["title"]["type"] == "text"
+    assert DOCUMENT_PROPERTIES["abstract"]["type"] == "text"
     assert DOCUMENT_PROPERTIES["pub_date"]["properties"]["raw"]["type"] == "keyword"
-    assert DOCUMENT_PROPERTIES["title"]["analyzer"] == "standard"
+    mappings = _mappings_in(build_index_template("medline"))
+    assert {m["analyzer"] for m in mappings if "analyzer" in m} == {"standard"}
+    # Types a plain server has (no x-pack mapper plugins such as flattened).
+    assert {m["type"] for m in mappings} <= {
+        "keyword",
+        "text",
+        "date",
+        "boolean",
+        "short",
+        "nested",
+        "object",
+    }
 
 
-def test_template_targets_versioned_indices_of_the_alias() -> None:
+def test_template_targets_versioned_indices_of_the_alias_and_is_strict() -> None:
     template = build_index_template("pubmed", shards=3, replicas=1)
     assert template["index_patterns"] == ["pubmed-v*"]
-    assert template["template"]["settings"]["number_of_shards"] == 3
-    assert template["template"]["mappings"]["dynamic"] == "strict"
+    assert template["version"] == TEMPLATE_VERSION
+    settings = template["template"]["settings"]
+    assert (settings["number_of_shards"], settings["number_of_replicas"]) == (3, 1)
+    mappings = template["template"]["mappings"]
+    assert mappings["dynamic"] == "strict"
+    assert mappings["properties"]["extra"] == {"type": "object", "dynamic": True}
+    (only,) = mappings["dynamic_templates"]
+    assert only["extra_as_keyword"]["path_match"] == "extra.*"
+    assert only["extra_as_keyword"]["mapping"]["type"] == "keyword"
+
+
+def test_each_call_gives_an_independent_template() -> None:
+    first = build_index_template("a")
+    first["template"]["mappings"]["properties"]["title"]["type"] = "keyword"
+    assert build_index_template("a")["template"]["mappings"]["properties"]["title"]["type"] == (
+        "text"
+    )
+
+
+#: What strict_date_optional_time accepts, in the two shapes the model writes.
+_DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2})?")
+
+
+def _dates(body: Any, properties: dict[str, Any]) -> list[str]:
+    found = []
+    for name, value in body.items():
+        mapping = properties.get(name, {})
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if mapping.get("type") == "date":
+                found.append(item)
+            elif isinstance(item, dict) and "properties" in mapping:
+                found += _dates(item, mapping["properties"])
+    return found
+
+
+def test_every_date_the_documents_hold_is_in_a_shape_the_mapping_accepts() -> None:
+    docs = [record_to_document(RICH), *_sample_documents()]
+    dates = [d for doc in docs for d in _dates(doc.index_body(), DOCUMENT_PROPERTIES)]
+    assert len(dates) > 100
+    assert all(_DATE_SHAPE.fullmatch(d) for d in dates), dates
+    assert all(
+        m["format"] == "strict_date_optional_time"
+        for m in _mappings_in(DOCUMENT_PROPERTIES)
+        if m["type"] == "date"
+    )
