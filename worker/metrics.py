@@ -12,8 +12,8 @@ dead, so a pool process that is replaced does not take its counts with it.
 - :func:`prepare_multiprocess` runs in the main process at Celery's ``worker_init`` (before the
   pool forks): it creates a directory private to this worker, under ``PROMETHEUS_MULTIPROC_DIR``
   if that is set (else the system's temporary directory), points ``PROMETHEUS_MULTIPROC_DIR`` at
-  it for the pool processes, and removes it when the worker exits. Two workers on one host never
-  share files, and a restarted worker starts from zero (Prometheus' ``rate()`` handles resets).
+  it for the pool processes, and removes it when the worker exits (a killed worker's is removed
+  when the next one starts). Two workers on one host never share files, and a restarted worker starts from zero (Prometheus' ``rate()`` handles resets).
 - The metrics are created after that (lazily, by :func:`get_metrics`), so their values live in
   those files whatever imported prometheus-client first; every series starts at zero.
 - At Celery's ``worker_ready`` the main process starts the HTTP server. A port already taken is
@@ -340,13 +340,29 @@ def prepare_multiprocess(base: str | None = None) -> Path:
         return _owned_dir[1]
     parent = base or os.environ.get(MULTIPROC_ENV) or tempfile.gettempdir()
     Path(parent).mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"medline-worker-{os.getpid()}-", dir=parent))
+    _remove_stale_dirs(Path(parent))
+    path = Path(tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-", dir=parent))
     os.environ[MULTIPROC_ENV] = str(path)
     # prometheus-client picks its value class when first imported; pick again now.
     values.ValueClass = values.get_value_class()
     _owned_dir = (os.getpid(), path)
     atexit.register(_remove_owned_dir)
     return path
+
+
+_DIR_PREFIX = "medline-worker-"
+_DIR_NAME = re.compile(rf"^{_DIR_PREFIX}(\d+)-")
+
+
+def _remove_stale_dirs(parent: Path) -> None:
+    """Remove the directories of workers that were killed before they could (SIGKILL, OOM):
+    those whose process is gone, or whose pid is now ours (a restarted container)."""
+    for child in parent.glob(f"{_DIR_PREFIX}*"):
+        found = _DIR_NAME.match(child.name)
+        if found and child.is_dir():
+            pid = int(found.group(1))
+            if pid == os.getpid() or not _pid_alive(pid):
+                shutil.rmtree(child, ignore_errors=True)
 
 
 def _remove_owned_dir() -> None:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -463,3 +464,18 @@ def test_exporter_gauge_names_start_with_medline() -> None:
     for family in status_metrics(snapshot()):
         assert family.name.startswith("medline_")
         assert family.type == "gauge"
+
+
+def test_directories_of_killed_workers_are_removed_at_the_next_start(tmp_path: Path) -> None:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead = tmp_path / f"medline-worker-{finished.pid}-abc"
+    reused = tmp_path / f"medline-worker-{os.getpid()}-def"  # a restarted container's pid
+    alive = tmp_path / f"medline-worker-{os.getppid()}-ghi"
+    other = tmp_path / "something-else"
+    for path in (dead, reused, alive, other):
+        path.mkdir()
+        (path / "counter_1.db").write_bytes(b"x")
+    metrics._remove_stale_dirs(tmp_path)
+    assert not dead.exists() and not reused.exists()
+    assert alive.exists() and other.exists()
