@@ -13,7 +13,8 @@ dead, so a pool process that is replaced does not take its counts with it.
   pool forks): it creates a directory private to this worker, under ``PROMETHEUS_MULTIPROC_DIR``
   if that is set (else the system's temporary directory), points ``PROMETHEUS_MULTIPROC_DIR`` at
   it for the pool processes, and removes it when the worker exits (a killed worker's is removed
-  when the next one starts). Two workers on one host never share files, and a restarted worker starts from zero (Prometheus' ``rate()`` handles resets).
+  when the next one starts). Two workers on one host never share files, and a restarted worker
+  starts from zero (Prometheus' ``rate()`` handles resets).
 - The metrics are created after that (lazily, by :func:`get_metrics`), so their values live in
   those files whatever imported prometheus-client first; every series starts at zero.
 - At Celery's ``worker_ready`` the main process starts the HTTP server. A port already taken is
