@@ -73,23 +73,35 @@ def test_whitespace_inside_values_is_normalised_in_every_form() -> None:
     assert parse_fields("PMID- 7 TI - A  b c. AB - d\te") == expected
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PMID- 1\nAB\n      - 000000",  # "AB" alone is text; so is the line after it
+        "PMID- 1\nAB\n        - 000000",
+        "PMID- 1\nAB \n       -  000000",
+    ],
+)
+def test_joined_lines_never_make_a_tag_line(text: str) -> None:
+    assert parse_fields(text) == [("PMID", "1 AB - 000000")]
+
+
 def test_an_empty_value_and_an_unknown_tag_in_a_line_record() -> None:
     text = "PMID- 7\nTI  -\nXYZ - new tag\nAB  - x"
     assert parse_fields(text) == [("PMID", "7"), ("TI", ""), ("XYZ", "new tag"), ("AB", "x")]
 
 
 def test_collapsed_text_splits_only_at_known_padded_tags() -> None:
-    collapsed = (
-        "PMID- 1 TI - A title. AB - Cells were IVIG - treated, type B - cells grew, "
-        "AUID - no, X(AB - no), ABCDE - no. LA - eng AUID- ORCID: 1"
+    # Shaped like tags but not ones: unknown (IVIG, DNA, HIVX), one letter, a 4-letter tag
+    # with a space, inside a word, after a bracket.
+    abstract = (
+        "Cells were IVIG - treated, type B - cells grew, DNA - binding HIVX- 1 rose, "
+        "AUID - no, X(AB - no), ABCDE - no."
     )
+    collapsed = f"PMID- 1 TI - A title. AB - {abstract} LA - eng AUID- ORCID: 1"
     assert parse_fields(collapsed) == [
         ("PMID", "1"),
         ("TI", "A title."),
-        (
-            "AB",
-            "Cells were IVIG - treated, type B - cells grew, AUID - no, X(AB - no), ABCDE - no.",
-        ),
+        ("AB", abstract),
         ("LA", "eng"),
         ("AUID", "ORCID: 1"),
     ]
