@@ -111,6 +111,8 @@ def stack_env(name: str, db: int, **overrides: str) -> dict[str, str]:
         "MEDLINE_ITEM_BACKOFF_INITIAL": "0.1",
         "MEDLINE_ITEM_BACKOFF_MAX": "1",
         "MEDLINE_LOG_LEVEL": "INFO",
+        # Tests run several workers on one host; those that read worker metrics set a port.
+        "MEDLINE_WORKER_METRICS_PORT": "0",
     }
     env.update(overrides)
     return env
