@@ -183,23 +183,12 @@ def status(as_json: bool, watch: bool, interval: float) -> None:
     """
     from rich.console import Console
 
-    from worker.celery_app import app
-    from worker.es_client import make_client
+    from worker.exporter import status_gatherer
     from worker.log_setup import register_secrets
-    from worker.status import fast_redis, gather_status, inspect_workers
 
     settings = _settings()
     register_secrets(settings)
-    redis_client = fast_redis(settings)
-    es_client = make_client(settings)
-
-    def gather() -> Status:
-        return gather_status(
-            settings,
-            redis_client=redis_client,
-            es_client=es_client,
-            workers=lambda: inspect_workers(app, settings),
-        )
+    gather = status_gatherer(settings)
 
     console = Console()
     if not console.is_terminal:
