@@ -318,3 +318,30 @@ def test_workers_hold_off_at_the_dead_letter_high_water_mark_until_purged(
     assert done.indexed == 5
     assert done.dead_lettered == 3
     assert done.indexed + done.dead_lettered == done.records == 8
+
+
+def test_sigterm_lets_the_batch_in_hand_finish(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    path = write_records(tmp_path / "warm.txt", (medline_record(700_000 + i) for i in range(4000)))
+    worker = workers.start(concurrency=1)
+    job_id = (
+        run_cli("enqueue", str(path), "--batch-records", "4000", env=stack.env, check=True)
+        .stdout.decode()
+        .strip()
+    )
+    deliveries_key = stack.settings.key("job", job_id, "deliveries")
+    wait_for(
+        lambda: stack.redis.hlen(deliveries_key) > 0,
+        timeout=JOB_TIMEOUT,
+        interval=0.02,
+        what="the batch to be taken",
+    )
+    assert job(stack, job_id).state != "completed"
+
+    assert worker.terminate() == 0
+    # The one batch was finished and committed before the worker exited: nothing redelivered.
+    done = job(stack, job_id)
+    assert done.state == "completed"
+    assert done.indexed == 4000
+    assert "Warm shutdown" in worker.log() or "warm shutdown" in worker.log().lower()

@@ -75,3 +75,16 @@ def test_budget_is_wall_clock_time_since_the_first_failure() -> None:
     assert not budget_spent(None, 1e9, settings)
     assert not budget_spent(1000.0, 1000.0 + settings.batch_retry_budget - 1, settings)
     assert budget_spent(1000.0, 1000.0 + settings.batch_retry_budget, settings)
+
+
+def test_the_broker_carries_json_only_and_acks_late() -> None:
+    from worker.celery_app import celery_config
+
+    config = celery_config(Settings())
+    assert config["accept_content"] == ["json"]
+    assert config["task_serializer"] == "json"
+    assert config["result_accept_content"] == ["json"]
+    assert config["task_acks_late"] is True
+    assert config["task_reject_on_worker_lost"] is True
+    assert config["worker_prefetch_multiplier"] == 1
+    assert config["broker_transport_options"]["visibility_timeout"] == 3600
