@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 #: Longest PMID taken (PMIDs are 1 to 8 digits today; the margin is for the future).
@@ -50,7 +51,8 @@ class MeshHeading(_Model):
     """An MH line: ``Descriptor/Qualifier/*Qualifier``."""
 
     descriptor: NonBlank
-    qualifiers: list[str] = Field(default_factory=list)
+    # A tuple: headings are shared by the documents that have the same MH line.
+    qualifiers: tuple[str, ...] = Field(default_factory=tuple)
     major: bool = Field(False, description="The descriptor or any qualifier is starred.")
 
 
@@ -188,8 +190,6 @@ class Document(_Model):
 
     def index_json(self) -> bytes:
         """:meth:`index_body` serialised (compact UTF-8 JSON)."""
-        import orjson
-
         return orjson.dumps(self.index_body())
 
     def revision_version(self) -> int:
@@ -205,9 +205,9 @@ def prune(value: Any) -> Any:
         pruned = {}
         for key, item in value.items():
             item = prune(item)
-            if item is not None and item != [] and item != {}:
+            if item is not None and item != [] and item != {} and item != ():
                 pruned[key] = item
         return pruned
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [prune(item) for item in value]
     return value

@@ -15,11 +15,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from schemas.document import Document
+from schemas.document import (
+    Document,
+    Grant,
+    HistoryEvent,
+    MeshHeading,
+    PublicationDate,
+    Substance,
+    TypedValue,
+)
 from worker.dates import compact_date_iso, history_iso, publication_date_iso, stamp_iso
 from worker.errors import MedlineParseError, RecordError
 from worker.medline_text import parse_fields
@@ -200,31 +209,70 @@ def _grant(value: str) -> dict[str, str]:
 
 
 class _Memo:
-    """A conversion of one field value that remembers its answers (bounded).
+    """A field value's part of the body, with that part validated, remembered (bounded).
 
-    The answers are shared by every document that has the same value, so they are never
-    changed after they are made: documents are read-only.
+    ``memo.get(value) or memo.miss(value)`` gives ``(part, model)``: the JSON part for the
+    body, and what the document's validation is given for it -- the frozen model pydantic
+    made from the part once the value has been seen twice, else the part itself. So each
+    value that recurs is validated once, and a value seen once costs nothing extra. A part
+    that does not validate is never remembered as valid, and the document's validation
+    reports it at its place (``mesh.3.descriptor``). Parts and models are shared by every
+    document with that value: documents are read-only.
     """
 
-    def __init__(self, convert: Callable[[str], Any]) -> None:
+    def __init__(self, convert: Callable[[str], Any], model: type[BaseModel]) -> None:
         self.convert = convert
-        self.table: dict[str, Any] = {}
-        self.get = self.table.get
+        self.model = model
+        self.table: dict[str, tuple[Any, Any]] = {}
+        self.seen: dict[str, Any] = {}  # values met once: their part
+        self.get = self.table.get  # the table is cleared, never replaced: get stays bound
 
-    def __call__(self, value: str) -> Any:
-        found = self.get(value)
-        if found is None:
-            if len(self.table) >= MEMO_SIZE:
-                self.table.clear()
-            found = self.table[value] = self.convert(value)
-        return found
+    def miss(self, value: str) -> tuple[Any, Any]:
+        part = self.seen.pop(value, None)
+        if part is None:
+            part = self.convert(value)
+            if part is None:
+                return _NOTHING
+            if len(self.seen) >= MEMO_SIZE:
+                self.seen.clear()
+            self.seen[value] = part
+            return part, part
+        try:
+            model = self.model.model_validate(part)
+        except ValidationError:
+            return part, part
+        if len(self.table) >= MEMO_SIZE:
+            self.table.clear()
+        pair = self.table[value] = (part, model)
+        return pair
 
 
-_mesh_of = _Memo(_mesh)
-_substance_of = _Memo(_substance)
-_history_of = _Memo(_history)
-_issn_of = _Memo(_issn)
-_pub_date_of = _Memo(_pub_date)
+def forget_remembered() -> None:
+    """Empty the tables of remembered parts (for benchmarks that must start cold)."""
+    for memo in _MEMOS:
+        memo.table.clear()
+        memo.seen.clear()
+
+
+_NOTHING = (None, None)
+_PART = itemgetter(0)
+_MODEL = itemgetter(1)
+_mesh_of = _Memo(_mesh, MeshHeading)
+_substance_of = _Memo(_substance, Substance)
+_substance_name_of = _Memo(_substance_name, Substance)
+_history_of = _Memo(_history, HistoryEvent)
+_issn_of = _Memo(_issn, TypedValue)
+_pub_date_of = _Memo(_pub_date, PublicationDate)
+_grant_of = _Memo(_grant, Grant)
+_MEMOS = (
+    _mesh_of,
+    _substance_of,
+    _substance_name_of,
+    _history_of,
+    _issn_of,
+    _pub_date_of,
+    _grant_of,
+)
 
 
 def _add_extra(extra: dict[str, list[str]], tag: str, values: list[str]) -> None:
@@ -285,8 +333,11 @@ def _people(
         body["corporate_authors"] = groups
 
 
-def _fields_to_body(fields: list[tuple[str, str]]) -> dict[str, Any]:
-    """The index body of a record's fields, before validation."""
+def _fields_to_body(
+    fields: list[tuple[str, str]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The index body of a record's fields, and what to validate: the body with its
+    remembered parts replaced by their already-validated models."""
     grouped: dict[str, list[str]] = {}
     people: list[tuple[str, str]] = []
     get = grouped.get
@@ -302,6 +353,7 @@ def _fields_to_body(fields: list[tuple[str, str]]) -> dict[str, Any]:
             values.append(field[1])
 
     body: dict[str, Any] = {}
+    models: dict[str, Any] = {}  # field → models standing for body[field]
     journal: dict[str, Any] = {}
     extra: dict[str, list[str]] = {}
     simple = SIMPLE_TAGS.get
@@ -324,28 +376,46 @@ def _fields_to_body(fields: list[tuple[str, str]]) -> dict[str, Any]:
                 body[key] = moment
             if len(values) > 1:
                 _add_extra(extra, tag, values[1:])
-        elif tag == "MH":
-            body["mesh"] = [_mesh_of(value) for value in values]
+            continue
+        if tag == "MH":
+            pairs = [_mesh_of.get(value) or _mesh_of.miss(value) for value in values]
+            key = "mesh"
         elif tag == "RN" or tag == "NM":
-            convert = _substance_of if tag == "RN" else _substance_name
-            body.setdefault("substances", []).extend([convert(value) for value in values])
+            memo = _substance_of if tag == "RN" else _substance_name_of
+            pairs = [memo.get(value) or memo.miss(value) for value in values]
+            if "substances" in body:  # RN and NM both: one list, in the order they came
+                body["substances"] += map(_PART, pairs)
+                models["substances"] += map(_MODEL, pairs)
+                continue
+            key = "substances"
         elif tag == "PHST":
-            history = [_history_of(value) for value in values]
-            if None in history:  # a date that cannot be read: kept as written
-                _add_extra(extra, tag, [v for v, e in zip(values, history, strict=True) if not e])
-                history = [event for event in history if event is not None]
-            if history:
-                body["history"] = history
+            pairs = [_history_of.get(value) or _history_of.miss(value) for value in values]
+            if _NOTHING in pairs:  # a date that cannot be read: kept as written
+                _add_extra(extra, tag, [v for v, p in zip(values, pairs, strict=True) if not p[0]])
+                pairs = [pair for pair in pairs if pair[0] is not None]
+                if not pairs:
+                    continue
+            key = "history"
         elif tag == "IS":
-            journal["issns"] = [_issn_of(value) for value in values]
+            pairs = [_issn_of.get(value) or _issn_of.miss(value) for value in values]
+            journal["issns"] = list(map(_PART, pairs))
+            models["issns"] = list(map(_MODEL, pairs))
+            continue
         elif tag == "DP":
-            body["pub_date"] = _pub_date_of(values[0])
+            raw = values[0]
+            body["pub_date"], models["pub_date"] = _pub_date_of.get(raw) or _pub_date_of.miss(raw)
             if len(values) > 1:
                 _add_extra(extra, tag, values[1:])
+            continue
         elif tag == "GR":
-            body["grants"] = [_grant(value) for value in values]
-        elif tag != "AID" and tag != "LID":
-            _add_extra(extra, tag, values)  # not in the model: kept as it is
+            pairs = [_grant_of.get(value) or _grant_of.miss(value) for value in values]
+            key = "grants"
+        else:
+            if tag != "AID" and tag != "LID":
+                _add_extra(extra, tag, values)  # not in the model: kept as it is
+            continue
+        body[key] = list(map(_PART, pairs))
+        models[key] = list(map(_MODEL, pairs))
     if people:
         _people(people, body, extra)
     if journal:
@@ -356,7 +426,13 @@ def _fields_to_body(fields: list[tuple[str, str]]) -> dict[str, Any]:
         body["title"] = grouped["BTI"][0]  # a book: its title is BTI
     if extra:
         body["extra"] = extra
-    return body
+    if not models:
+        return body, body
+    issns = models.pop("issns", None)
+    data = {**body, **models}
+    if issns is not None:
+        data["journal"] = {**journal, "issns": issns}
+    return body, data
 
 
 def _article_ids(lids: Iterable[str], aids: Iterable[str], body: dict[str, Any]) -> None:
@@ -423,9 +499,9 @@ def build_document(fields: list[tuple[str, str]]) -> Document:
         naming the field (and its tag) and what was wrong, ``errors`` lists every problem as
         ``{field, message, value}``, ``pmid`` is the PMID when there is one.
     """
-    body = _fields_to_body(fields)
+    body, data = _fields_to_body(fields)
     try:
-        return Document.from_body(body)
+        return Document.from_body(body, data)
     except ValidationError as exc:
         errors = _field_errors(exc)
         pmid = body.get("pmid")

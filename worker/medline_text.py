@@ -24,7 +24,6 @@ import gzip
 import io
 import re
 from collections.abc import Iterable, Iterator
-from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
@@ -252,6 +251,10 @@ _FIELD_LINE = re.compile(r"\n([A-Z]{2,4}) *-(?: |(?=\n)|\Z)(?! )([^\n]*)(?<! )")
 _FIELD_HEAD = re.compile(r"([A-Z]{2,4}) *-(?: |$)")
 #: A continuation line break as PubMed writes it: a newline and six spaces.
 _CONTINUATION_BREAK = "\n      "
+#: A continuation line whose text starts with a dash or a seventh space.
+_ODD_CONTINUATION = re.compile(r"\n      [ -]")
+#: Two spaces that are not the padding of a two-letter tag ("\nAB  - "), in joined lines.
+_VALUE_SPACES = re.compile(r"  (?<!\n[A-Z]{2}  )")
 #: Runs of whitespace other than a lone space, to become one space.
 _BLANKS = re.compile(r"[\t\r\n\f\v][ \t\r\n\f\v]*| [ \t\r\n\f\v]+")
 #: A tag candidate in collapsed text: 4 capitals, or 2-3 capitals and one space, then ``- ``
@@ -325,13 +328,13 @@ def _fields_quickly(body: str) -> list[tuple[str, str]] | None:
         return None
     # Joining lines first must not make a tag line of what was not one ("AB" alone, then
     # "      - x"): no continuation may start with a dash or with more than six spaces.
-    if _CONTINUATION_BREAK + "-" in body or _CONTINUATION_BREAK + " " in body:
+    if _ODD_CONTINUATION.search(body):
         return None
     joined = "\n" + body.replace(_CONTINUATION_BREAK, " ")
     found: list[tuple[str, str]] = _FIELD_LINE.findall(joined)
     if len(found) != joined.count("\n"):
         return None  # a line that is neither a field nor a six-space continuation
-    if "  " in "\n".join(map(itemgetter(1), found)):
+    if _VALUE_SPACES.search(joined):
         return None  # a run of spaces inside a value, to normalise
     return found
 

@@ -123,10 +123,10 @@ def test_every_field_is_mapped() -> None:
     )
 
     assert [(m.descriptor, m.qualifiers, m.major) for m in doc.mesh] == [
-        ("Adult", [], False),
-        ("Exercise Therapy", ["methods"], True),
-        ("Multiple Sclerosis", ["complications", "rehabilitation"], True),
-        ("Fatigue", ["etiology", "therapy"], False),
+        ("Adult", (), False),
+        ("Exercise Therapy", ("methods",), True),
+        ("Multiple Sclerosis", ("complications", "rehabilitation"), True),
+        ("Fatigue", ("etiology", "therapy"), False),
     ]
     assert doc.keywords == ["Exercise", "Fatigue"]
     assert [(s.registry_number, s.name) for s in doc.substances] == [
@@ -326,7 +326,7 @@ def test_several_problems_are_all_listed() -> None:
 def test_a_failure_inside_the_parser_becomes_a_record_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(fields: object) -> dict[str, Any]:
+    def broken(fields: object) -> tuple[dict[str, Any], dict[str, Any]]:
         raise KeyError("bug")
 
     monkeypatch.setattr(documents, "_fields_to_body", broken)

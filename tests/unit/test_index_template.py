@@ -34,8 +34,8 @@ def _leaf_types(annotation: Any) -> list[Any]:
     origin = get_origin(annotation)
     if origin is typing.Annotated:
         return _leaf_types(get_args(annotation)[0])
-    if origin in (list, typing.Union, types.UnionType):
-        return [t for arg in get_args(annotation) for t in _leaf_types(arg)]
+    if origin in (list, tuple, typing.Union, types.UnionType):
+        return [t for arg in get_args(annotation) if arg is not ... for t in _leaf_types(arg)]
     return [] if annotation is type(None) else [annotation]
 
 
