@@ -382,7 +382,8 @@ def format_record(fields: Iterable[tuple[str, str]], width: int = FORMAT_WIDTH) 
     lines: list[str] = []
     for tag, value in fields:
         line = f"{tag:<4}-"
-        for word in value.split():
+        # Split at spaces only: a no-break space inside a value is part of a word.
+        for word in filter(None, value.split(" ")):
             # Wrap before a word that would overflow, unless the line holds no word yet.
             if len(line) + 1 + len(word) > width and len(line) > len(CONTINUATION):
                 lines.append(line)

@@ -85,6 +85,15 @@ def test_joined_lines_never_make_a_tag_line(text: str) -> None:
     assert parse_fields(text) == [("PMID", "1 AB - 000000")]
 
 
+def test_printing_keeps_no_break_spaces_and_wraps_long_values() -> None:
+    fields = [("PMID", "1"), ("AU", "van\u00a0der Berg J"), ("AB", " ".join(["word"] * 50))]
+    printed = format_record(fields)
+    assert "van\u00a0der" in printed
+    assert max(len(line) for line in printed.splitlines()) <= 80
+    assert sum(line.startswith("      ") for line in printed.splitlines()) == 3
+    assert parse_fields(printed) == fields
+
+
 def test_an_empty_value_and_an_unknown_tag_in_a_line_record() -> None:
     text = "PMID- 7\nTI  -\nXYZ - new tag\nAB  - x"
     assert parse_fields(text) == [("PMID", "7"), ("TI", ""), ("XYZ", "new tag"), ("AB", "x")]
