@@ -20,6 +20,7 @@ import pytest
 import redis
 from elasticsearch import Elasticsearch
 
+from schemas.job import JobSummary
 from tests.helpers import REPO, wait_for
 from worker.dead_letters import DeadLetterStore
 from worker.es_client import make_client
@@ -95,6 +96,18 @@ class Stack:
 
     def queue_depth(self) -> int:
         return int(self.redis.llen(self.settings.ingest_queue))
+
+    def job(self, job_id: str) -> JobSummary:
+        """The job's counters now; fails the test if there is no such job."""
+        summary = self.jobs.get(job_id)
+        assert summary is not None, f"no job {job_id}"
+        return summary
+
+    def wait_completed(self, job_id: str, timeout: float, what: str) -> JobSummary:
+        """Wait until the job's state is ``completed`` and return its counters."""
+        return wait_for(
+            lambda: (s := self.job(job_id)).state == "completed" and s, timeout=timeout, what=what
+        )
 
 
 def stack_env(name: str, db: int, **overrides: str) -> dict[str, str]:

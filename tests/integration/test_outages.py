@@ -14,7 +14,6 @@ from pathlib import Path
 
 import redis
 
-from schemas.job import JobSummary
 from tests.helpers import REPO, run_cli, wait_for
 from tests.integration.conftest import REDIS_HOST, REDIS_PORT, Stack, WorkerFactory
 from tests.records import medline_record, write_records
@@ -27,12 +26,6 @@ JOB_TIMEOUT = 600
 
 def services(*args: str) -> None:
     subprocess.run([str(SERVICES), *args], check=True, timeout=600, capture_output=True)
-
-
-def job(stack: Stack, job_id: str) -> JobSummary:
-    summary = stack.jobs.get(job_id)
-    assert summary is not None
-    return summary
 
 
 def test_elasticsearch_down_for_a_minute_is_waited_out(
@@ -49,7 +42,7 @@ def test_elasticsearch_down_for_a_minute_is_waited_out(
         .strip()
     )
     wait_for(
-        lambda: job(stack, job_id).indexed > 0,
+        lambda: stack.job(job_id).indexed > 0,
         timeout=JOB_TIMEOUT,
         interval=0.05,
         what="indexing to start",
@@ -58,23 +51,21 @@ def test_elasticsearch_down_for_a_minute_is_waited_out(
     services("down", "elasticsearch")
     try:
         down_at = time.monotonic()
-        assert job(stack, job_id).state != "completed", "job finished before the outage"
+        assert stack.job(job_id).state != "completed", "job finished before the outage"
         # The outage lasts a minute, and the workers must have hit it and scheduled retries.
         wait_for(
             lambda: time.monotonic() - down_at >= ES_OUTAGE_SECONDS and "retry" in worker.log(),
             timeout=ES_OUTAGE_SECONDS + 120,
             what="a minute of outage with retries",
         )
-        during = job(stack, job_id)
+        during = stack.job(job_id)
         assert during.state != "completed"
         assert during.dead_lettered == 0
     finally:
         services("up", "elasticsearch")
 
-    done = wait_for(
-        lambda: (s := job(stack, job_id)).state == "completed" and s,
-        timeout=JOB_TIMEOUT,
-        what="the job to complete after the outage",
+    done = stack.wait_completed(
+        job_id, timeout=JOB_TIMEOUT, what="the job to complete after the outage"
     )
     assert done.indexed == total
     assert done.dead_lettered == 0
@@ -112,10 +103,8 @@ def test_redis_restarted_mid_job_loses_nothing(
     assert producer.returncode == 0, err.decode()
     job_id = out.decode().strip()
 
-    done = wait_for(
-        lambda: (s := job(stack, job_id)).state == "completed" and s,
-        timeout=JOB_TIMEOUT,
-        what="the job to complete after the Redis restart",
+    done = stack.wait_completed(
+        job_id, timeout=JOB_TIMEOUT, what="the job to complete after the Redis restart"
     )
     assert done.records == total
     assert done.indexed == total

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from schemas.job import JobSummary
 from tests.helpers import DATA, run_cli, wait_for
 from tests.integration.conftest import Stack, WorkerFactory
 from tests.records import MALFORMED, medline_record, write_records
@@ -30,12 +29,6 @@ def enqueue_and_wait(stack: Stack, *args: str, env: dict[str, str] | None = None
         check=True,
     )
     return json.loads(proc.stdout)
-
-
-def job(stack: Stack, job_id: str) -> JobSummary:
-    summary = stack.jobs.get(job_id)
-    assert summary is not None, f"no job {job_id}"
-    return summary
 
 
 def test_sample_file_is_indexed_and_every_pmid_found(stack: Stack, workers: WorkerFactory) -> None:
@@ -180,19 +173,17 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(
 
     # Kill while batches are in flight (taken, not acknowledged) and some are already done.
     wait_for(
-        lambda: job(stack, job_id).indexed >= 300 and stack.redis.hlen("unacked") > 0,
+        lambda: stack.job(job_id).indexed >= 300 and stack.redis.hlen("unacked") > 0,
         timeout=JOB_TIMEOUT,
         interval=0.05,
         what="a job half done with batches in flight",
     )
     first.kill()
-    assert job(stack, job_id).state != "completed"
+    assert stack.job(job_id).state != "completed"
 
     workers.start(concurrency=2)
-    done = wait_for(
-        lambda: (s := job(stack, job_id)).state == "completed" and s,
-        timeout=JOB_TIMEOUT,
-        what="the job to complete after the restart",
+    done = stack.wait_completed(
+        job_id, timeout=JOB_TIMEOUT, what="the job to complete after the restart"
     )
     assert done.records == total
     assert done.indexed == total
@@ -222,11 +213,7 @@ def test_batch_that_keeps_killing_its_worker_goes_to_exhausted(
         for child in _children(worker.proc.pid):
             os.kill(child, signal.SIGKILL)
 
-    done = wait_for(
-        lambda: (s := job(stack, job_id)).state == "completed" and s,
-        timeout=JOB_TIMEOUT,
-        what="the poison batch to be given up",
-    )
+    done = stack.wait_completed(job_id, timeout=JOB_TIMEOUT, what="the poison batch to be given up")
     assert done.dead_lettered_by_queue["exhausted"] == 3000
     (entry,) = stack.dead_letters.iter_entries("exhausted")
     assert "delivered 2 times" in entry.reason
@@ -304,16 +291,14 @@ def test_workers_hold_off_at_the_dead_letter_high_water_mark_until_purged(
     )
     assert "high-water mark 2" in reason
     wait_for(lambda: "not taking new batches" in worker.log(), what="the pause in the log")
-    paused = job(stack, job_id)
+    paused = stack.job(job_id)
     assert paused.state != "completed"
     assert paused.dead_lettered == 2  # nothing was dropped to stay under the mark
     assert stack.dead_letters.counts()["malformed"] == 2
 
     run_cli("dlq", "purge", "malformed", "--yes", env=stack.env, check=True)
-    done = wait_for(
-        lambda: (s := job(stack, job_id)).state == "completed" and s,
-        timeout=JOB_TIMEOUT,
-        what="the job to finish after the purge",
+    done = stack.wait_completed(
+        job_id, timeout=JOB_TIMEOUT, what="the job to finish after the purge"
     )
     assert done.indexed == 5
     assert done.dead_lettered == 3
@@ -337,11 +322,11 @@ def test_sigterm_lets_the_batch_in_hand_finish(
         interval=0.02,
         what="the batch to be taken",
     )
-    assert job(stack, job_id).state != "completed"
+    assert stack.job(job_id).state != "completed"
 
     assert worker.terminate() == 0
     # The one batch was finished and committed before the worker exited: nothing redelivered.
-    done = job(stack, job_id)
+    done = stack.job(job_id)
     assert done.state == "completed"
     assert done.indexed == 4000
     assert "Warm shutdown" in worker.log() or "warm shutdown" in worker.log().lower()
