@@ -5,7 +5,10 @@ PYTHON ?= python3
 
 .PHONY: install demo test unit integration lint bench services-up services-down clean
 
-$(VENV)/.installed: pyproject.toml
+# The compiled parser (worker/native) is built by pip; its sources are dependencies too.
+NATIVE_SOURCES := worker/native/Cargo.toml worker/native/Cargo.lock $(wildcard worker/native/src/*.rs)
+
+$(VENV)/.installed: pyproject.toml $(NATIVE_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench]'
@@ -20,11 +23,11 @@ demo: install
 
 ## test: services up, lint, the whole test suite (unit and integration)
 test: install services-up lint
-	$(PY) -m pytest
+	MEDLINE_REQUIRE_NATIVE=1 $(PY) -m pytest
 
 ## unit: the fast tests only (no services needed)
 unit: install
-	$(PY) -m pytest tests/unit
+	MEDLINE_REQUIRE_NATIVE=1 $(PY) -m pytest tests/unit
 
 ## integration: the tests against the real Redis, Elasticsearch and worker processes
 integration: install services-up

@@ -24,6 +24,8 @@ PMID_MAX_DIGITS = 20
 #: is not a field (pydantic ignores such entries in comparisons, as it does for cached
 #: properties). Cheaper than a private attribute, which pydantic sets up on every instance.
 _BODY_KEY = "_index_body"
+#: Where a document validated from JSON keeps that JSON (see ``_BODY_KEY``).
+_JSON_KEY = "_index_json"
 
 #: A string with at least one character that is not whitespace.
 NonBlank = Annotated[str, StringConstraints(pattern=r"\S")]
@@ -172,12 +174,25 @@ class Document(_Model):
         object.__setattr__(document, _BODY_KEY, body)
         return document
 
+    @classmethod
+    def from_json(cls, body_json: bytes) -> Document:
+        """Validate an index body given as JSON into a document that keeps it, so that
+        :meth:`index_json` costs nothing.
+
+        :param body_json: exactly what is to be indexed (nothing null or empty).
+        :raises pydantic.ValidationError: the body does not fit the model.
+        """
+        document = cls.model_validate_json(body_json)
+        object.__setattr__(document, _JSON_KEY, body_json)
+        return document
+
     def index_body(self) -> dict[str, Any]:
         """The JSON body that is indexed: the model in JSON form, without nulls and empty
         lists or objects. The dict is shared with the document: read it, don't change it."""
         body = self.__dict__.get(_BODY_KEY)
         if body is None:
-            body = prune(self.model_dump(mode="json"))
+            kept = self.__dict__.get(_JSON_KEY)
+            body = orjson.loads(kept) if kept is not None else prune(self.model_dump(mode="json"))
             object.__setattr__(self, _BODY_KEY, body)
         return body
 
@@ -186,11 +201,13 @@ class Document(_Model):
         changed it)."""
         copied = super().model_copy(update=update, deep=deep)
         copied.__dict__.pop(_BODY_KEY, None)
+        copied.__dict__.pop(_JSON_KEY, None)
         return copied
 
     def index_json(self) -> bytes:
         """:meth:`index_body` serialised (compact UTF-8 JSON)."""
-        return orjson.dumps(self.index_body())
+        kept = self.__dict__.get(_JSON_KEY)
+        return kept if kept is not None else orjson.dumps(self.index_body())
 
     def revision_version(self) -> int:
         """The citation's revision as an external version number: LR (else DCOM) as

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from functools import cache
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from schemas.document import (
@@ -29,9 +31,11 @@ from schemas.document import (
     Substance,
     TypedValue,
 )
+from worker import native
 from worker.dates import compact_date_iso, history_iso, publication_date_iso, stamp_iso
 from worker.errors import MedlineParseError, RecordError
-from worker.medline_text import parse_fields
+from worker.medline_text import parse_error, parse_fields
+from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -490,6 +494,28 @@ def _reason(errors: list[dict[str, Any]]) -> str:
     return sentence
 
 
+@cache
+def compiled_parser() -> Any | None:
+    """The compiled parser (:mod:`worker.native`) as ``MEDLINE_PARSER`` asks, or None for
+    the Python one. Worked out once; ``compiled_parser.cache_clear()`` makes it look again.
+
+    :raises ConfigurationError: ``MEDLINE_PARSER=native`` and the extension is not built.
+    """
+    return native.load(get_settings().parser, SIMPLE_TAGS)
+
+
+def _invalid(exc: ValidationError, pmid: Any) -> RecordError:
+    errors = _field_errors(exc)
+    return RecordError(_reason(errors), errors, pmid=_quote(pmid) or None)
+
+
+def _from_json(body_json: bytes) -> Document:
+    try:
+        return Document.from_json(body_json)
+    except ValidationError as exc:
+        raise _invalid(exc, orjson.loads(body_json).get("pmid")) from None
+
+
 def build_document(fields: list[tuple[str, str]]) -> Document:
     """Map a record's fields onto a validated :class:`Document`.
 
@@ -499,13 +525,14 @@ def build_document(fields: list[tuple[str, str]]) -> Document:
         naming the field (and its tag) and what was wrong, ``errors`` lists every problem as
         ``{field, message, value}``, ``pmid`` is the PMID when there is one.
     """
+    parser = compiled_parser()
+    if parser is not None:
+        return _from_json(parser.fields_body_json(fields))
     body, data = _fields_to_body(fields)
     try:
         return Document.from_body(body, data)
     except ValidationError as exc:
-        errors = _field_errors(exc)
-        pmid = body.get("pmid")
-        raise RecordError(_reason(errors), errors, pmid=_quote(pmid) or None) from None
+        raise _invalid(exc, body.get("pmid")) from None
 
 
 def record_to_document(text: str) -> Document:
@@ -518,7 +545,14 @@ def record_to_document(text: str) -> Document:
         is dead-lettered instead of failing its batch.
     """
     try:
-        return build_document(parse_fields(text))
+        parser = compiled_parser()
+        if parser is None:
+            return build_document(parse_fields(text))
+        try:
+            body_json = parser.body_json(text)
+        except native.ParseError as exc:
+            raise parse_error(*exc.args) from None
+        return _from_json(body_json)
     except RecordError:
         raise
     except Exception as exc:

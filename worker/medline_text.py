@@ -242,6 +242,26 @@ def iter_raw_records(
 
 # --- splitting a record into fields -------------------------------------------------------
 
+#: What each kind of parse error says (the compiled parser names the same kinds); ``{}``
+#: takes the quoted text.
+PARSE_ERRORS = {
+    "empty": "empty record",
+    "no_tag_on_first_line": "no tag on the first line: {!r}",
+    "text_before_first_tag": "text before the first tag: {!r}",
+    "no_tag_found": "no MEDLINE tag found in {!r}",
+    "first_not_pmid": "a record must start with PMID, this one starts with {}",
+}
+
+
+def parse_error(kind: str, quoted: str = "") -> MedlineParseError:
+    """The error for a text that is not a MEDLINE record.
+
+    :param kind: a key of :data:`PARSE_ERRORS`.
+    :param quoted: the text the message quotes (already cut to :data:`QUOTE_LIMIT`).
+    """
+    return MedlineParseError(PARSE_ERRORS[kind].format(quoted))
+
+
 #: One field line, found after a newline (so that the regular expression engine jumps from
 #: newline to newline instead of trying every character): a tag of 2 to 4 capitals, padding,
 #: ``-``, a space or the end of the line, and a value that neither starts nor ends with a
@@ -282,11 +302,11 @@ def _collapsed_fields(text: str) -> list[tuple[str, str]]:
         if tag is not None:
             fields.append((tag, text[value_start:at].strip(" ")))
         elif text[:at].strip(" "):
-            raise MedlineParseError(f"text before the first tag: {text[: min(at, QUOTE_LIMIT)]!r}")
+            raise parse_error("text_before_first_tag", text[: min(at, QUOTE_LIMIT)])
         tag = candidate
         value_start = match.end()
     if tag is None:
-        raise MedlineParseError(f"no MEDLINE tag found in {text[:QUOTE_LIMIT]!r}")
+        raise parse_error("no_tag_found", text[:QUOTE_LIMIT])
     fields.append((tag, text[value_start:].strip(" ")))
     return fields
 
@@ -303,7 +323,7 @@ def _line_fields(lines: list[str]) -> list[tuple[str, str]]:
         elif parts:
             parts[-1].append(line)  # a continuation line, or a wrapped one that lost its indent
         else:
-            raise MedlineParseError(f"no tag on the first line: {line[:QUOTE_LIMIT]!r}")
+            raise parse_error("no_tag_on_first_line", line[:QUOTE_LIMIT])
     return [(tag, _collapse_blanks(" ".join(part))) for tag, part in zip(tags, parts, strict=True)]
 
 
@@ -311,7 +331,7 @@ def _fields_slowly(text: str) -> list[tuple[str, str]]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = [line for line in text.split("\n") if line.strip(WHITESPACE)]
     if not lines:
-        raise MedlineParseError("empty record")
+        raise parse_error("empty")
     rest = lines[1:]
     structured = sum(1 for line in rest if line[0] in " \t" or _FIELD_HEAD.match(line))
     # One line, or lines that mostly do not start with a tag or an indent (collapsed text
@@ -355,9 +375,7 @@ def parse_fields(text: str) -> list[tuple[str, str]]:
     if fields is None:
         fields = _fields_slowly(body)
     if fields[0][0] != "PMID":
-        raise MedlineParseError(
-            f"a record must start with PMID, this one starts with {fields[0][0]}"
-        )
+        raise parse_error("first_not_pmid", fields[0][0])
     return fields
 
 

@@ -137,7 +137,7 @@ def parse_batch(batch: BatchMessage, max_record_bytes: int) -> ParsedBatch:
         if isinstance(document, Deletion):
             deletions.append(document)
         else:
-            parsed.append(ParsedRecord(raw, document, orjson.dumps(document.index_body())))
+            parsed.append(ParsedRecord(raw, document, document.index_json()))
     return ParsedBatch(parsed, deletions, dead)
 
 

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         ge=1024,
         description="A record larger than this is dead-lettered as too large.",
     )
+    parser: Literal["auto", "native", "python"] = Field(
+        "auto",
+        description="MEDLINE parser: the compiled one when it is built (auto), or insist on "
+        "it (native), or the pure-Python reference (python).",
+    )
 
     # --- retries ------------------------------------------------------------------------------
     item_retries: int = Field(

@@ -21,6 +21,9 @@ from worker.documents import build_document, record_to_document
 from worker.errors import MedlineParseError, RecordError
 from worker.medline_text import format_record, iter_raw_records, open_source
 
+#: Each test runs with the compiled parser and with the Python one.
+pytestmark = pytest.mark.usefixtures("parser_mode")
+
 RICH = """\
 PMID- 31452104
 OWN - NLM
@@ -324,12 +327,19 @@ def test_several_problems_are_all_listed() -> None:
 
 
 def test_a_failure_inside_the_parser_becomes_a_record_error(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, parser_mode: str
 ) -> None:
-    def broken(fields: object) -> tuple[dict[str, Any], dict[str, Any]]:
+    def broken(*args: object) -> tuple[dict[str, Any], dict[str, Any]]:
         raise KeyError("bug")
 
-    monkeypatch.setattr(documents, "_fields_to_body", broken)
+    if parser_mode == "python":
+        monkeypatch.setattr(documents, "_fields_to_body", broken)
+    else:
+
+        class BrokenParser:
+            body_json = fields_body_json = staticmethod(broken)
+
+        monkeypatch.setattr(documents, "compiled_parser", BrokenParser)
     with pytest.raises(MedlineParseError, match="the parser failed on this record"):
         record_to_document("PMID- 1\nTI  - T.")
 

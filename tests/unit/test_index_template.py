@@ -8,6 +8,7 @@ import types
 import typing
 from typing import Any, get_args, get_origin
 
+import pytest
 from pydantic import BaseModel
 
 from schemas.document import Document
@@ -18,6 +19,9 @@ from schemas.index_template import (
 )
 from tests.unit.test_documents import RICH, _sample_documents
 from worker.documents import record_to_document
+
+#: Each test runs with the compiled parser and with the Python one.
+pytestmark = pytest.mark.usefixtures("parser_mode")
 
 #: Mapping types that fit each Python type of the model.
 FITTING = {

@@ -24,6 +24,9 @@ from worker.medline_text import (
     parse_fields,
 )
 
+#: Each test runs with the compiled parser and with the Python one.
+pytestmark = pytest.mark.usefixtures("parser_mode")
+
 
 def records_of(data: bytes, chunk_size: int = 1 << 20, **kwargs: int) -> list[tuple[int, str]]:
     stream = io.BytesIO(data)

@@ -36,6 +36,9 @@ from worker.pubmed_xml import (
 )
 from worker.settings import Settings
 
+#: Each test runs with the compiled parser and with the Python one.
+pytestmark = pytest.mark.usefixtures("parser_mode")
+
 SAMPLE_XML = DATA / "pubmed-baseline-sample.xml"
 SAMPLE_TEXT = DATA / "pubmed-baseline-sample.medline"
 SEED_PMID = "12559498"

@@ -1,0 +1,182 @@
+"""The compiled parser (worker._native) against the Python reference: the same fields, the
+same index body, the same errors, on records written for the tests, generated corpora,
+hypothesis-generated records and arbitrary text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.benchmarks.corpus import write_corpus
+from tests.helpers import DATA
+from tests.unit.conftest import require_native
+from tests.unit.test_dates import PUBLICATION_DATES
+from tests.unit.test_documents import RICH
+from worker import documents, native
+from worker.documents import SIMPLE_TAGS, _fields_to_body
+from worker.errors import ConfigurationError, MedlineParseError
+from worker.medline_tags import KNOWN_TAGS
+from worker.medline_text import format_record, iter_raw_records, open_source, parse_fields
+
+
+@pytest.fixture(scope="module")
+def compiled() -> Any:
+    require_native()
+    return native.load("native", SIMPLE_TAGS)
+
+
+def python_fields(text: str) -> list[tuple[str, str]] | str:
+    """The reference's fields, or its error message."""
+    try:
+        return parse_fields(text)
+    except MedlineParseError as exc:
+        return str(exc)
+
+
+def compiled_fields(parser: Any, text: str) -> list[tuple[str, str]] | str:
+    try:
+        return parser.fields(text)
+    except native.ParseError as exc:
+        return str(documents.parse_error(*exc.args))
+
+
+def assert_same_body(parser: Any, fields: list[tuple[str, str]]) -> None:
+    expected = _fields_to_body(fields)[0]
+    assert orjson.loads(parser.fields_body_json(fields)) == expected
+
+
+def test_auto_uses_the_compiled_parser_when_it_is_built() -> None:
+    require_native()
+    assert native.load("auto", SIMPLE_TAGS) is not None
+    assert native.load("python", SIMPLE_TAGS) is None
+
+
+def test_insisting_on_the_compiled_parser_without_it_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(native, "_native", None)
+    assert native.load("auto", SIMPLE_TAGS) is None
+    with pytest.raises(ConfigurationError, match="MEDLINE_PARSER=native but the compiled"):
+        native.load("native", SIMPLE_TAGS)
+
+
+def test_the_files_of_the_tests_give_the_same_fields_and_bodies(compiled: Any) -> None:
+    texts = [RICH]
+    for path in sorted(DATA.glob("*.medline")) + sorted(DATA.glob("seed-*.txt")):
+        with open_source(path) as stream:
+            texts += [record.text for record in iter_raw_records(stream)]
+    assert len(texts) > 30
+    for text in texts:
+        fields = python_fields(text)
+        assert compiled_fields(compiled, text) == fields
+        assert isinstance(fields, list)
+        assert orjson.loads(compiled.body_json(text)) == _fields_to_body(fields)[0]
+
+
+def test_a_generated_corpus_gives_the_same_bodies(compiled: Any, tmp_path: Path) -> None:
+    path = write_corpus(tmp_path / "corpus.txt", 2000, seed=7)
+    with open_source(path) as stream:
+        for record in iter_raw_records(stream):
+            fields = parse_fields(record.text)
+            assert orjson.loads(compiled.body_json(record.text)) == _fields_to_body(fields)[0]
+
+
+_TAGS = st.sampled_from([*sorted(KNOWN_TAGS), "XYZ", "AB", "MH", "AD", "FAU", "AU", "PHST"])
+_WORDS = st.text(
+    alphabet=st.characters(
+        whitelist_categories=("Lu", "Ll", "Nd", "Lo", "Zs"), whitelist_characters="()[],.;:/*'-&"
+    ),
+    max_size=15,
+)
+# Values the mapping reads something into: dates of every shape, typed ids, MeSH, grants.
+_SHAPED = st.sampled_from(
+    [raw for raw, _, _ in PUBLICATION_DATES]
+    + [
+        "20030402",
+        "20030230",
+        "00000101",
+        " 20040229",
+        "2003/02/01 04:00",
+        "2003/02/01",
+        "2003/02/01 24:00",
+        "2003/02/01 04:00 [pubmed]",
+        "2003/02/01 [ ]",
+        "[x]",
+        "10.1/x [doi]",
+        "x []",
+        "S0 [pii]",
+        "a [doi] [pii]",
+        "0 (Name)",
+        "EC 3.4 (A (B))",
+        "1471-2474 (Electronic)",
+        "(Print)",
+        "Humans",
+        "*Brain/*pathology/",
+        "/a",
+        "a//b",
+        "R01/NS/NINDS NIH HHS/United States",
+        "G06/1/MRC_/Council/UK",
+        "a / b /  / d",
+        "2003 May 0",
+        "2003 mAy 31.",
+        "2003 0007",
+        "Spring",
+        "1999 13",
+        "\u00a02003\u00a0Feb",
+        "2003\u2003Feb 3",
+        "2003\x1cMar",
+        "Winter-2003",
+    ]
+)
+_VALUES = st.one_of(_WORDS.map(lambda v: " ".join(v.split())), _SHAPED)
+
+
+@given(st.lists(st.tuples(_TAGS, _VALUES), max_size=40), st.integers(1, 10**9))
+def test_any_fields_map_to_the_same_body(fields: list[tuple[str, str]], pmid: int) -> None:
+    require_native()
+    parser = native.load("native", SIMPLE_TAGS)
+    assert_same_body(parser, [("PMID", str(pmid)), *fields])
+    assert_same_body(parser, fields)
+
+
+@given(
+    st.lists(st.tuples(_TAGS, _VALUES), max_size=25),
+    st.integers(1, 10**9),
+    st.lists(
+        st.sampled_from(["  ", " ", "\t", "\r", "\r\n", "\n\n", "\n       ", "\n- "]), max_size=5
+    ),
+    st.booleans(),
+)
+def test_printed_records_give_the_same_fields(
+    fields: list[tuple[str, str]], pmid: int, noise: list[str], collapse: bool
+) -> None:
+    require_native()
+    parser = native.load("native", SIMPLE_TAGS)
+    printed = format_record([("PMID", str(pmid)), *fields])
+    for i, extra in enumerate(noise):  # whitespace where real files have it
+        at = (len(printed) * (i + 1)) // (len(noise) + 1)
+        printed = printed[:at] + extra + printed[at:]
+    if collapse:
+        printed = " ".join(printed.split())
+    assert compiled_fields(parser, printed) == python_fields(printed)
+
+
+@given(st.text(max_size=600))
+def test_arbitrary_text_gives_the_same_fields_or_the_same_error(text: str) -> None:
+    require_native()
+    parser = native.load("native", SIMPLE_TAGS)
+    for candidate in (text, "PMID- 1\n" + text, "PMID- 1 " + text, "PMID- 1 TI - " + text):
+        assert compiled_fields(parser, candidate) == python_fields(candidate)
+
+
+@given(st.lists(st.sampled_from([*sorted(KNOWN_TAGS), "PMID- 1", "-", "- ", " ", "\n", "x", "AB"])))
+def test_tag_soup_gives_the_same_fields_or_the_same_error(parts: list[str]) -> None:
+    require_native()
+    parser = native.load("native", SIMPLE_TAGS)
+    for candidate in ("PMID- 1 " + " ".join(parts), "PMID- 1\n" + "\n".join(parts), "".join(parts)):
+        assert compiled_fields(parser, candidate) == python_fields(candidate)

@@ -1,0 +1,108 @@
+//! `worker._native`: the MEDLINE record parser and document mapper, compiled.
+//!
+//! The Python modules `worker.medline_text` and `worker.documents` are the reference
+//! implementation and the fallback when this extension is not built; `worker.native_parser`
+//! loads it and gives it the format's tables, so that they are written once, in Python.
+//! What comes out is the index body as JSON bytes, which the pydantic model then validates.
+
+mod body;
+mod dates;
+mod fields;
+mod json;
+mod pystr;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use body::{fields_to_body, Kind, Mapping};
+use fields::{parse_fields, Format};
+
+create_exception!(
+    _native,
+    ParseError,
+    PyValueError,
+    "Not a MEDLINE record; args are (kind, quoted text), worded by worker.medline_text."
+);
+
+/// Bytes reserved for a body before writing it: a typical citation's JSON fits.
+const BODY_CAPACITY: usize = 8192;
+
+/// A parser configured with the format's tables.
+#[pyclass(frozen, module = "worker._native")]
+struct Parser {
+    format: Format,
+    mapping: Mapping,
+}
+
+impl Parser {
+    fn parse<'a>(&'a self, text: &'a str) -> PyResult<Vec<fields::Field<'a>>> {
+        parse_fields(&self.format, text).map_err(|error| {
+            let (kind, quoted) = error.parts();
+            ParseError::new_err((kind, quoted.to_string()))
+        })
+    }
+
+    fn body_bytes<'py>(&self, py: Python<'py>, fields: Vec<fields::Field<'_>>) -> Bound<'py, PyBytes> {
+        let mut out = Vec::with_capacity(BODY_CAPACITY);
+        json::write(&fields_to_body(&self.mapping, fields), &mut out);
+        PyBytes::new(py, &out)
+    }
+}
+
+#[pymethods]
+impl Parser {
+    /// :param known_tags: the MEDLINE tag set (collapsed text splits at these only).
+    /// :param simple_tags: tag → (kind code, document field), as worker.documents has it.
+    /// :param quote_limit: characters of a record quoted in an error.
+    #[new]
+    fn new(
+        known_tags: Vec<String>,
+        simple_tags: HashMap<String, (u8, String)>,
+        quote_limit: usize,
+    ) -> PyResult<Self> {
+        let mut simple = HashMap::with_capacity(simple_tags.len());
+        for (tag, (code, field)) in simple_tags {
+            let kind = Kind::from_code(code)
+                .ok_or_else(|| PyValueError::new_err(format!("unknown kind {code} for {tag}")))?;
+            simple.insert(tag, (kind, field));
+        }
+        Ok(Parser {
+            format: Format { known_tags: known_tags.into_iter().collect(), quote_limit },
+            mapping: Mapping { simple },
+        })
+    }
+
+    /// The record's (tag, value) pairs in order. Raises ParseError.
+    fn fields(&self, text: &str) -> PyResult<Vec<(String, String)>> {
+        let found = self.parse(text)?;
+        Ok(found.into_iter().map(|(tag, value)| (tag.into_owned(), value.into_owned())).collect())
+    }
+
+    /// The record's index body as compact JSON. Raises ParseError.
+    fn body_json<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyBytes>> {
+        let found = self.parse(text)?;
+        Ok(self.body_bytes(py, found))
+    }
+
+    /// The index body of (tag, value) pairs, values already trimmed, as compact JSON.
+    fn fields_body_json<'py>(
+        &self,
+        py: Python<'py>,
+        fields: Vec<(String, String)>,
+    ) -> Bound<'py, PyBytes> {
+        let owned = fields.into_iter().map(|(tag, value)| (Cow::Owned(tag), Cow::Owned(value)));
+        self.body_bytes(py, owned.collect())
+    }
+}
+
+#[pymodule]
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<Parser>()?;
+    module.add("ParseError", module.py().get_type::<ParseError>())?;
+    Ok(())
+}
