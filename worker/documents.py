@@ -16,26 +16,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from functools import cache
-from operator import itemgetter
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from schemas.document import (
-    Document,
-    Grant,
-    HistoryEvent,
-    MeshHeading,
-    PublicationDate,
-    Substance,
-    TypedValue,
-)
+from schemas.document import Document
 from worker import native
 from worker.dates import compact_date_iso, history_iso, publication_date_iso, stamp_iso
 from worker.errors import MedlineParseError, RecordError
-from worker.medline_text import parse_error, parse_fields
-from worker.settings import get_settings
+from worker.medline_tags import KNOWN_TAGS
+from worker.medline_text import QUOTE_LIMIT, parse_error, parse_fields
 
 log = logging.getLogger(__name__)
 
@@ -213,61 +204,41 @@ def _grant(value: str) -> dict[str, str]:
 
 
 class _Memo:
-    """A field value's part of the body, with that part validated, remembered (bounded).
+    """A field value's part of the body, remembered (bounded): the same few thousand MeSH
+    headings, substances, history events, ... make up most of any file.
 
-    ``memo.get(value) or memo.miss(value)`` gives ``(part, model)``: the JSON part for the
-    body, and what the document's validation is given for it -- the frozen model pydantic
-    made from the part once the value has been seen twice, else the part itself. So each
-    value that recurs is validated once, and a value seen once costs nothing extra. A part
-    that does not validate is never remembered as valid, and the document's validation
-    reports it at its place (``mesh.3.descriptor``). Parts and models are shared by every
-    document with that value: documents are read-only.
+    ``memo.get(value) or memo.miss(value)`` gives the part, or None when the value cannot be
+    read (a date of no known shape). Parts are shared by every body with that value: bodies
+    are read-only.
     """
 
-    def __init__(self, convert: Callable[[str], Any], model: type[BaseModel]) -> None:
+    def __init__(self, convert: Callable[[str], Any]) -> None:
         self.convert = convert
-        self.model = model
-        self.table: dict[str, tuple[Any, Any]] = {}
-        self.seen: dict[str, Any] = {}  # values met once: their part
+        self.table: dict[str, Any] = {}
         self.get = self.table.get  # the table is cleared, never replaced: get stays bound
 
-    def miss(self, value: str) -> tuple[Any, Any]:
-        part = self.seen.pop(value, None)
-        if part is None:
-            part = self.convert(value)
-            if part is None:
-                return _NOTHING
-            if len(self.seen) >= MEMO_SIZE:
-                self.seen.clear()
-            self.seen[value] = part
-            return part, part
-        try:
-            model = self.model.model_validate(part)
-        except ValidationError:
-            return part, part
-        if len(self.table) >= MEMO_SIZE:
-            self.table.clear()
-        pair = self.table[value] = (part, model)
-        return pair
+    def miss(self, value: str) -> Any:
+        part = self.convert(value)
+        if part is not None:
+            if len(self.table) >= MEMO_SIZE:
+                self.table.clear()
+            self.table[value] = part
+        return part
 
 
 def forget_remembered() -> None:
     """Empty the tables of remembered parts (for benchmarks that must start cold)."""
     for memo in _MEMOS:
         memo.table.clear()
-        memo.seen.clear()
 
 
-_NOTHING = (None, None)
-_PART = itemgetter(0)
-_MODEL = itemgetter(1)
-_mesh_of = _Memo(_mesh, MeshHeading)
-_substance_of = _Memo(_substance, Substance)
-_substance_name_of = _Memo(_substance_name, Substance)
-_history_of = _Memo(_history, HistoryEvent)
-_issn_of = _Memo(_issn, TypedValue)
-_pub_date_of = _Memo(_pub_date, PublicationDate)
-_grant_of = _Memo(_grant, Grant)
+_mesh_of = _Memo(_mesh)
+_substance_of = _Memo(_substance)
+_substance_name_of = _Memo(_substance_name)
+_history_of = _Memo(_history)
+_issn_of = _Memo(_issn)
+_pub_date_of = _Memo(_pub_date)
+_grant_of = _Memo(_grant)
 _MEMOS = (
     _mesh_of,
     _substance_of,
@@ -337,11 +308,8 @@ def _people(
         body["corporate_authors"] = groups
 
 
-def _fields_to_body(
-    fields: list[tuple[str, str]],
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The index body of a record's fields, and what to validate: the body with its
-    remembered parts replaced by their already-validated models."""
+def _fields_to_body(fields: list[tuple[str, str]]) -> dict[str, Any]:
+    """The index body of a record's fields."""
     grouped: dict[str, list[str]] = {}
     people: list[tuple[str, str]] = []
     get = grouped.get
@@ -357,7 +325,6 @@ def _fields_to_body(
             values.append(field[1])
 
     body: dict[str, Any] = {}
-    models: dict[str, Any] = {}  # field → models standing for body[field]
     journal: dict[str, Any] = {}
     extra: dict[str, list[str]] = {}
     simple = SIMPLE_TAGS.get
@@ -382,44 +349,31 @@ def _fields_to_body(
                 _add_extra(extra, tag, values[1:])
             continue
         if tag == "MH":
-            pairs = [_mesh_of.get(value) or _mesh_of.miss(value) for value in values]
-            key = "mesh"
+            body["mesh"] = [_mesh_of.get(value) or _mesh_of.miss(value) for value in values]
         elif tag == "RN" or tag == "NM":
             memo = _substance_of if tag == "RN" else _substance_name_of
-            pairs = [memo.get(value) or memo.miss(value) for value in values]
-            if "substances" in body:  # RN and NM both: one list, in the order they came
-                body["substances"] += map(_PART, pairs)
-                models["substances"] += map(_MODEL, pairs)
-                continue
-            key = "substances"
+            # RN and NM both: one list, in the order the tags came.
+            body.setdefault("substances", []).extend(
+                memo.get(value) or memo.miss(value) for value in values
+            )
         elif tag == "PHST":
-            pairs = [_history_of.get(value) or _history_of.miss(value) for value in values]
-            if _NOTHING in pairs:  # a date that cannot be read: kept as written
-                _add_extra(extra, tag, [v for v, p in zip(values, pairs, strict=True) if not p[0]])
-                pairs = [pair for pair in pairs if pair[0] is not None]
-                if not pairs:
-                    continue
-            key = "history"
+            events = [_history_of.get(value) or _history_of.miss(value) for value in values]
+            if None in events:  # a date that cannot be read: kept as written
+                _add_extra(extra, tag, [v for v, e in zip(values, events, strict=True) if not e])
+                events = [event for event in events if event is not None]
+            if events:
+                body["history"] = events
         elif tag == "IS":
-            pairs = [_issn_of.get(value) or _issn_of.miss(value) for value in values]
-            journal["issns"] = list(map(_PART, pairs))
-            models["issns"] = list(map(_MODEL, pairs))
-            continue
+            journal["issns"] = [_issn_of.get(value) or _issn_of.miss(value) for value in values]
         elif tag == "DP":
             raw = values[0]
-            body["pub_date"], models["pub_date"] = _pub_date_of.get(raw) or _pub_date_of.miss(raw)
+            body["pub_date"] = _pub_date_of.get(raw) or _pub_date_of.miss(raw)
             if len(values) > 1:
                 _add_extra(extra, tag, values[1:])
-            continue
         elif tag == "GR":
-            pairs = [_grant_of.get(value) or _grant_of.miss(value) for value in values]
-            key = "grants"
-        else:
-            if tag != "AID" and tag != "LID":
-                _add_extra(extra, tag, values)  # not in the model: kept as it is
-            continue
-        body[key] = list(map(_PART, pairs))
-        models[key] = list(map(_MODEL, pairs))
+            body["grants"] = [_grant_of.get(value) or _grant_of.miss(value) for value in values]
+        elif tag != "AID" and tag != "LID":
+            _add_extra(extra, tag, values)  # not in the model: kept as it is
     if people:
         _people(people, body, extra)
     if journal:
@@ -430,13 +384,7 @@ def _fields_to_body(
         body["title"] = grouped["BTI"][0]  # a book: its title is BTI
     if extra:
         body["extra"] = extra
-    if not models:
-        return body, body
-    issns = models.pop("issns", None)
-    data = {**body, **models}
-    if issns is not None:
-        data["journal"] = {**journal, "issns": issns}
-    return body, data
+    return body
 
 
 def _article_ids(lids: Iterable[str], aids: Iterable[str], body: dict[str, Any]) -> None:
@@ -501,7 +449,9 @@ def compiled_parser() -> Any | None:
 
     :raises ConfigurationError: ``MEDLINE_PARSER=native`` and the extension is not built.
     """
-    return native.load(get_settings().parser, SIMPLE_TAGS)
+    if not native.enabled():
+        return None
+    return native.parser(sorted(KNOWN_TAGS), SIMPLE_TAGS, QUOTE_LIMIT)
 
 
 def _invalid(exc: ValidationError, pmid: Any) -> RecordError:
@@ -528,9 +478,9 @@ def build_document(fields: list[tuple[str, str]]) -> Document:
     parser = compiled_parser()
     if parser is not None:
         return _from_json(parser.fields_body_json(fields))
-    body, data = _fields_to_body(fields)
+    body = _fields_to_body(fields)
     try:
-        return Document.from_body(body, data)
+        return Document.from_body(body)
     except ValidationError as exc:
         raise _invalid(exc, body.get("pmid")) from None
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from schemas.messages import RawRecord
+from worker import native
 from worker.errors import MedlineParseError
 from worker.medline_tags import KNOWN_TAGS
 
@@ -237,7 +238,21 @@ def iter_raw_records(
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
+    if native.enabled():
+        return _compiled_records(stream, chunk_size, max_record_bytes)
     return _Splitter(max(max_record_bytes, 2 * _RESCAN)).records(stream, chunk_size)
+
+
+def _compiled_records(
+    stream: BinaryIO, chunk_size: int, max_record_bytes: int
+) -> Iterator[RawRecord]:
+    """:func:`iter_raw_records` by the compiled splitter (the same records, faster)."""
+    splitter = native.record_splitter(max_record_bytes)
+    while chunk := stream.read(chunk_size):
+        for offset, text in splitter.feed(bytes(chunk)):
+            yield RawRecord(offset=offset, text=text)
+    for offset, text in splitter.finish():
+        yield RawRecord(offset=offset, text=text)
 
 
 # --- splitting a record into fields -------------------------------------------------------

@@ -1,23 +1,23 @@
-"""The compiled MEDLINE parser, ``worker._native``, built from ``worker/native/`` (Rust).
+"""The compiled MEDLINE code, ``worker._native``, built from ``worker/native/`` (Rust).
 
-It does what :func:`worker.medline_text.parse_fields` and :func:`worker.documents` mapping
-do -- those Python functions are the reference, and the fallback when the extension is not
-built -- and hands back the index body as JSON bytes, which the pydantic model then
-validates (:meth:`schemas.document.Document.from_json`). The format's tables (the MEDLINE
-tag set, the simply mapped tags) are given to it from Python, so they are written once.
+It does what :mod:`worker.medline_text` (splitting a stream into records, a record into
+fields) and :mod:`worker.documents` (fields to the index body) do -- those Python modules are
+the reference, and the fallback when the extension is not built -- and hands back the index
+body as JSON bytes, which the pydantic model then validates
+(:meth:`schemas.document.Document.from_json`). The format's tables (the MEDLINE tag set, the
+simply mapped tags) are given to it from Python, so they are written once.
 
-``MEDLINE_PARSER`` picks: ``auto`` (compiled when built), ``native`` (refuse to run
-without it) or ``python``.
+``MEDLINE_PARSER`` picks: ``auto`` (compiled when built), ``native`` (refuse to run without
+it) or ``python``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from worker.errors import ConfigurationError
-from worker.medline_tags import KNOWN_TAGS
-from worker.medline_text import QUOTE_LIMIT
+from worker.settings import get_settings
 
 try:
     from worker import _native  # type: ignore[attr-defined]
@@ -31,18 +31,44 @@ BUILT = _native is not None
 ParseError: type[Exception] = _native.ParseError if _native is not None else ValueError
 
 
-def load(mode: str, simple_tags: Mapping[str, tuple[int, str]]) -> Any | None:
-    """The compiled parser for ``mode`` (``auto``, ``native``, ``python``), or None for the
-    Python one.
+def wanted(mode: str) -> bool:
+    """Whether ``mode`` (``auto``, ``native``, ``python``) means the compiled code.
 
-    :param simple_tags: tag → (kind code, document field), :data:`worker.documents.SIMPLE_TAGS`.
     :raises ConfigurationError: ``native`` was asked for and the extension is not built.
     """
     if mode == "python" or (mode == "auto" and _native is None):
-        return None
+        return False
     if _native is None:
         raise ConfigurationError(
             "MEDLINE_PARSER=native but the compiled parser is not built: reinstall with a Rust "
             "toolchain (cargo) on PATH, or set MEDLINE_PARSER=auto"
         )
-    return _native.Parser(sorted(KNOWN_TAGS), dict(simple_tags), QUOTE_LIMIT)
+    return True
+
+
+@cache
+def enabled() -> bool:
+    """Whether to use the compiled code, as ``MEDLINE_PARSER`` says. Worked out once;
+    ``enabled.cache_clear()`` makes it look again.
+
+    :raises ConfigurationError: see :func:`wanted`.
+    """
+    return wanted(get_settings().parser)
+
+
+def parser(known_tags: list[str], simple_tags: dict[str, tuple[int, str]], quote_limit: int) -> Any:
+    """A compiled parser given the format's tables (only when :func:`enabled`).
+
+    :param known_tags: the MEDLINE tag set (collapsed text splits at these only).
+    :param simple_tags: tag → (kind code, document field), as :mod:`worker.documents` has it.
+    :param quote_limit: characters of a record quoted in an error.
+    """
+    assert _native is not None
+    return _native.Parser(known_tags, simple_tags, quote_limit)
+
+
+def record_splitter(max_record_bytes: int) -> Any:
+    """A compiled record splitter: ``feed(chunk)`` and ``finish()`` give ``(offset, text)``
+    pairs (only when :func:`enabled`)."""
+    assert _native is not None
+    return _native.RecordSplitter(max_record_bytes)

@@ -4,20 +4,21 @@ Run on demand (no services needed)::
 
     python tests/benchmarks/bench_parse.py [--records 100000] [--rounds 3] [--profile]
 
-Both run in this one process, on the same generated file (tests/benchmarks/corpus.py), with
+All run in this one process, on the same generated file (tests/benchmarks/corpus.py), with
 the garbage-collector settings the worker uses (worker.tasks.GC_THRESHOLD), in alternating
 rounds; the best round of each counts. CPU time (``time.process_time``) per record is the
 figure, so it is per core and little disturbed by other load on the machine.
 
-- Ours: split the file into raw records, parse each into fields, map and validate them into
-  a Document (pydantic), serialise its index body with orjson -- what the producer and a
-  worker do with a record, minus the network. The tables of remembered MeSH headings,
-  substances, history events, ... are emptied before each round, so no round profits from an
-  earlier one.
+- Ours: split the file into raw records, parse each into fields, map them onto the index
+  body, validate it into a Document (pydantic), and have its JSON ready to index -- what the
+  producer and a worker do with a record, minus the network. Twice: with the compiled parser
+  (worker/native, the default when it is built) and with the pure-Python reference
+  (MEDLINE_PARSER=python). The tables the Python parser remembers values in are emptied
+  before each round, so no round profits from an earlier one.
 - Biopython: ``Bio.Medline.parse`` only splits records into tag -> values.
 
 After the comparison it prints where our time goes, stage by stage, and how often the
-remembered values recur in the corpus (recurrence is what the tables save).
+remembered values recur in the corpus (recurrence is what the Python parser's tables save).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import cProfile
 import gc
 import io
+import os
 import pstats
 import sys
 import tempfile
@@ -38,32 +40,45 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import orjson  # noqa: E402
 
 from schemas.document import Document  # noqa: E402
 from tests.benchmarks.corpus import write_corpus  # noqa: E402
+from worker import native  # noqa: E402
 from worker.documents import (  # noqa: E402
     _fields_to_body,
+    compiled_parser,
     forget_remembered,
     record_to_document,
 )
 from worker.medline_text import iter_raw_records, open_source, parse_fields  # noqa: E402
+from worker.settings import get_settings  # noqa: E402
 from worker.tasks import GC_THRESHOLD  # noqa: E402
 
 #: Records the stage-by-stage breakdown and the profile look at (enough for stable figures).
 SAMPLE_RECORDS = 20_000
+#: How each MEDLINE_PARSER mode is named in the output.
+LABELS = {"native": "compiled parser", "python": "Python parser"}
 #: Tags whose values are remembered across records, as the builder does.
 REMEMBERED_TAGS = ("MH", "RN", "NM", "PHST", "IS", "DP", "GR")
 
 
-def ours(path: Path) -> tuple[int, float, int]:
+def use_parser(mode: str) -> None:
+    """Switch the parser as ``MEDLINE_PARSER=mode`` would."""
+    os.environ["MEDLINE_PARSER"] = mode
+    get_settings.cache_clear()
+    native.enabled.cache_clear()
+    compiled_parser.cache_clear()
+
+
+def ours(path: Path, mode: str) -> tuple[int, float, int]:
     """(records, CPU seconds, JSON bytes) for split + parse + validate + serialise."""
+    use_parser(mode)
     forget_remembered()
     started = time.process_time()
     count = size = 0
     with open_source(path) as stream:
         for raw in iter_raw_records(stream):
-            size += len(orjson.dumps(record_to_document(raw.text).index_body()))
+            size += len(record_to_document(raw.text).index_json())
             count += 1
     return count, time.process_time() - started, size
 
@@ -88,8 +103,9 @@ def _per_record(step: Callable[[Any], Any], inputs: list[Any]) -> float:
     return (time.process_time() - started) / len(inputs) * 1e6
 
 
-def stages(path: Path, limit: int) -> list[tuple[str, float]]:
+def stages(path: Path, limit: int, mode: str) -> list[tuple[str, float]]:
     """CPU microseconds per record of each stage, on the first ``limit`` records."""
+    use_parser(mode)
     data = b""
     with open_source(path) as stream:
         while len(data) < limit * 4000 and (chunk := stream.read(1 << 20)):
@@ -97,17 +113,26 @@ def stages(path: Path, limit: int) -> list[tuple[str, float]]:
     started = time.process_time()
     raws = [r.text for r in iter_raw_records(io.BytesIO(data))][:limit]
     split = (time.process_time() - started) / len(raws) * 1e6
+    parser = compiled_parser()
+    if parser is not None:
+        bodies = [parser.body_json(text) for text in raws]
+        return [
+            ("split into records", split),
+            ("parse and map to JSON", _per_record(parser.body_json, raws)),
+            ("validate JSON (pydantic)", _per_record(Document.from_json, bodies)),
+            ("serialise", 0.0),  # the validated JSON is what is indexed
+        ]
     fields = [parse_fields(text) for text in raws]
     forget_remembered()
-    parts = [_fields_to_body(f) for f in fields]
-    documents = [Document.from_body(body, data) for body, data in parts]
+    bodies = [_fields_to_body(f) for f in fields]
+    documents = [Document.from_body(body) for body in bodies]
     forget_remembered()
     return [
         ("split into records", split),
         ("parse into fields", _per_record(parse_fields, raws)),
         ("map onto the body", _per_record(_fields_to_body, fields)),
-        ("validate (pydantic)", _per_record(lambda p: Document.from_body(*p), parts)),
-        ("serialise (orjson)", _per_record(lambda d: orjson.dumps(d.index_body()), documents)),
+        ("validate (pydantic)", _per_record(Document.from_body, bodies)),
+        ("serialise (orjson)", _per_record(lambda d: d.index_json(), documents)),
     ]
 
 
@@ -136,7 +161,7 @@ def profile(path: Path, limit: int) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     for text in raws:
-        orjson.dumps(record_to_document(text).index_body())
+        record_to_document(text).index_json()
     profiler.disable()
     pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 
@@ -153,31 +178,35 @@ def main() -> None:
         path = write_corpus(Path(tmp) / "corpus.txt", args.records)
         size_mb = path.stat().st_size / 1024 / 1024
         print(f"corpus: {args.records} generated records, {size_mb:.0f} MB")
-        runs_ours, runs_bio = [], []
+        modes = ["native", "python"] if native.BUILT else ["python"]
+        runs: dict[str, list[tuple[int, float, int]]] = {mode: [] for mode in modes}
+        runs_bio = []
         for _ in range(args.rounds):
-            runs_ours.append(ours(path))
+            for mode in modes:
+                runs[mode].append(ours(path, mode))
             runs_bio.append(biopython(path))
-        n_ours, cpu_ours, json_bytes = min(runs_ours, key=lambda r: r[1])
         n_bio, cpu_bio = min(runs_bio, key=lambda r: r[1])
-        assert n_ours == n_bio == args.records, (n_ours, n_bio)
-        per_ours = cpu_ours / n_ours * 1e6
         per_bio = cpu_bio / n_bio * 1e6
-        print(f"{'':<52}{'records/s':>10}  {'CPU us/record':>14}")
-        print(
-            f"{'medline-ingest: parse + validate + JSON':<52}{n_ours / cpu_ours:>10.0f}  "
-            f"{per_ours:>14.1f}"
-        )
-        print(
-            f"{'Biopython Bio.Medline.parse (raw parse only)':<52}{n_bio / cpu_bio:>10.0f}  "
-            f"{per_bio:>14.1f}"
-        )
-        print(f"ratio (Biopython CPU / ours CPU): {per_bio / per_ours:.2f}  (target >= 1, aim 2)")
+        print(f"{'':<58}{'records/s':>10}  {'CPU us/record':>14}  {'ratio':>6}")
+        for mode in modes:
+            n_ours, cpu_ours, json_bytes = min(runs[mode], key=lambda r: r[1])
+            assert n_ours == n_bio == args.records, (n_ours, n_bio)
+            per_ours = cpu_ours / n_ours * 1e6
+            name = f"medline-ingest, {LABELS[mode]}: parse + validate + JSON"
+            print(
+                f"{name:<58}{n_ours / cpu_ours:>10.0f}  {per_ours:>14.1f}  "
+                f"{per_bio / per_ours:>6.2f}"
+            )
+        name = "Biopython Bio.Medline.parse (raw parse only)"
+        print(f"{name:<58}{n_bio / cpu_bio:>10.0f}  {per_bio:>14.1f}  {1:>6.2f}")
+        print("ratio = Biopython CPU per record / ours (target >= 1, aim 2)")
         print(f"JSON produced: {json_bytes / n_ours:.0f} bytes per document")
         limit = min(SAMPLE_RECORDS, args.records)
-        print(f"\nwhere our time goes (first {limit} records, CPU us/record):")
-        for name, micros in stages(path, limit):
-            print(f"  {name:<24}{micros:>8.1f}")
-        print("recurring values (each is validated once, then reused):")
+        for mode in modes:
+            print(f"\nwhere our time goes, {LABELS[mode]} (first {limit} records, CPU us/record):")
+            for stage, micros in stages(path, limit, mode):
+                print(f"  {stage:<28}{micros:>8.1f}")
+        print("recurring values (the Python parser maps each once, then reuses it):")
         for line in recurrence(path, limit):
             print(f"  {line}")
         if args.profile:

@@ -31,8 +31,12 @@ def parser_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     if request.param == "native":
         require_native()
     monkeypatch.setenv("MEDLINE_PARSER", request.param)
-    get_settings.cache_clear()
-    compiled_parser.cache_clear()
+    _forget_choice()
     yield request.param
+    _forget_choice()
+
+
+def _forget_choice() -> None:
     get_settings.cache_clear()
+    native.enabled.cache_clear()
     compiled_parser.cache_clear()

@@ -109,30 +109,28 @@ def test_every_field_is_mapped() -> None:
     assert doc.transliterated_title == "Motion ved sklerose."
 
     first, second = doc.authors
-    assert (first.full_name, first.short_name) == ("Dalgas, Ulrik", "Dalgas U")
-    assert first.identifiers == ["ORCID: 0000-0002-1234-5678"]
-    assert first.affiliations == ["Aarhus University, Denmark.", "Danish MS Center, Denmark."]
-    assert (second.full_name, second.short_name) == (None, "Stenager E")
-    assert second.affiliations == ["MS Clinic, Sonderborg, Denmark."] and second.identifiers == []
+    assert (first["full_name"], first["short_name"]) == ("Dalgas, Ulrik", "Dalgas U")
+    assert first["identifiers"] == ["ORCID: 0000-0002-1234-5678"]
+    assert first["affiliations"] == ["Aarhus University, Denmark.", "Danish MS Center, Denmark."]
+    assert second == {
+        "short_name": "Stenager E",
+        "affiliations": ["MS Clinic, Sonderborg, Denmark."],
+    }
     assert doc.corporate_authors == ["Danish MS Exercise Study Group"]
     hauser, compston = doc.investigators
-    assert (hauser.full_name, hauser.short_name) == ("Hauser, Stephen L", "Hauser SL")
-    assert hauser.affiliations == ["UCSF, USA."]
-    assert hauser.identifiers == ["ORCID: 0000-0002-0000-0001"]
-    assert (compston.full_name, compston.short_name, compston.affiliations) == (
-        None,
-        "Compston A",
-        [],
-    )
+    assert (hauser["full_name"], hauser["short_name"]) == ("Hauser, Stephen L", "Hauser SL")
+    assert hauser["affiliations"] == ["UCSF, USA."]
+    assert hauser["identifiers"] == ["ORCID: 0000-0002-0000-0001"]
+    assert compston == {"short_name": "Compston A"}
 
-    assert [(m.descriptor, m.qualifiers, m.major) for m in doc.mesh] == [
-        ("Adult", (), False),
-        ("Exercise Therapy", ("methods",), True),
-        ("Multiple Sclerosis", ("complications", "rehabilitation"), True),
-        ("Fatigue", ("etiology", "therapy"), False),
+    assert [(m["descriptor"], m.get("qualifiers", []), m["major"]) for m in doc.mesh] == [
+        ("Adult", [], False),
+        ("Exercise Therapy", ["methods"], True),
+        ("Multiple Sclerosis", ["complications", "rehabilitation"], True),
+        ("Fatigue", ["etiology", "therapy"], False),
     ]
     assert doc.keywords == ["Exercise", "Fatigue"]
-    assert [(s.registry_number, s.name) for s in doc.substances] == [
+    assert [(s.get("registry_number"), s["name"]) for s in doc.substances] == [
         ("77238-31-4", "Interferon-beta"),
         ("EC 3.4.21.-", "Serine Endopeptidases"),
         ("0", "Interleukin-2 (1-30)"),
@@ -140,24 +138,26 @@ def test_every_field_is_mapped() -> None:
     ]
     assert doc.publication_types == ["Journal Article", "Randomized Controlled Trial"]
     assert doc.languages == ["eng", "dan"]
-    assert [(g.grant_id, g.acronym, g.agency, g.country) for g in doc.grants] == [
+    assert [
+        (g["grant_id"], g["acronym"], g.get("agency"), g.get("country")) for g in doc.grants
+    ] == [
         ("R01 NS102735", "NS", "NINDS NIH HHS", "United States"),
         ("G0600/123", "MRC_", "Medical Research Council", "United Kingdom"),
         ("076113", "Wellcome Trust", None, None),
     ]
-    assert doc.grants[1].raw == "G0600/123/MRC_/Medical Research Council/United Kingdom"
+    assert doc.grants[1]["raw"] == "G0600/123/MRC_/Medical Research Council/United Kingdom"
 
     journal = doc.journal
-    assert (journal.title, journal.iso_abbrev, journal.nlm_id) == (
+    assert (journal["title"], journal["iso_abbrev"], journal["nlm_id"]) == (
         "BMC musculoskeletal disorders",
         "BMC Musculoskelet Disord",
         "100968565",
     )
-    assert [(i.value, i.type) for i in journal.issns] == [
+    assert [(i["value"], i["type"]) for i in journal["issns"]] == [
         ("1471-2474", "Electronic"),
         ("1471-2474", "Linking"),
     ]
-    assert (journal.volume, journal.issue, journal.pages, journal.country) == (
+    assert (journal["volume"], journal["issue"], journal["pages"], journal["country"]) == (
         "20",
         "1",
         "389",
@@ -165,7 +165,7 @@ def test_every_field_is_mapped() -> None:
     )
 
     assert doc.pub_date is not None
-    assert (doc.pub_date.raw, doc.pub_date.year, doc.pub_date.date) == (
+    assert (doc.pub_date["raw"], doc.pub_date["year"], doc.pub_date["date"]) == (
         "2019 Aug 26",
         2019,
         date(2019, 8, 26),
@@ -176,7 +176,7 @@ def test_every_field_is_mapped() -> None:
     assert doc.entrez_date == datetime(2019, 8, 28, 6, 0)
     assert doc.mesh_date == datetime(2020, 1, 7, 6, 0)
     assert doc.created == datetime(2019, 8, 28, 6, 0)
-    assert [(h.status, h.date) for h in doc.history] == [
+    assert [(h["status"], h["date"]) for h in doc.history] == [
         ("received", datetime(2019, 3, 14)),
         ("pubmed", datetime(2019, 8, 28, 6, 0)),
     ]
@@ -184,7 +184,7 @@ def test_every_field_is_mapped() -> None:
     assert doc.doi == "10.1186/s12891-019-2760-y"  # the first AID, not the LID
     assert doc.pii == "S1234"
     assert doc.pmc == "PMC6708233"
-    assert [(i.value, i.type) for i in doc.article_ids] == [
+    assert [(i["value"], i.get("type")) for i in doc.article_ids] == [
         ("10.1186/lid-only", "doi"),
         ("389", None),
         ("10.1186/s12891-019-2760-y", "doi"),
@@ -231,7 +231,9 @@ def test_the_index_body_is_the_model_in_json_without_nulls_or_empties() -> None:
 
 
 def test_a_document_made_directly_works_out_its_body() -> None:
-    doc = Document(pmid="1", title="T", mesh=[{"descriptor": "Humans"}], revised="2020-01-02")
+    doc = Document(
+        pmid="1", title="T", mesh=[{"descriptor": "Humans", "major": False}], revised="2020-01-02"
+    )
     assert doc.index_body() == {
         "pmid": "1",
         "title": "T",
@@ -250,10 +252,14 @@ def test_every_publication_date_shape_is_a_valid_document(
 ) -> None:
     doc = record_to_document(format_record([("PMID", "5"), ("TI", "T."), ("DP", raw)]))
     if not raw:
-        assert doc.pub_date is not None and doc.pub_date.raw == ""
+        assert doc.pub_date is not None and doc.pub_date["raw"] == ""
         return
     assert doc.pub_date is not None
-    assert (doc.pub_date.raw, doc.pub_date.year, doc.pub_date.date) == (raw, year, first_day)
+    assert (doc.pub_date["raw"], doc.pub_date.get("year"), doc.pub_date.get("date")) == (
+        raw,
+        year,
+        first_day,
+    )
 
 
 def test_repeated_single_fields_and_unreadable_dates_go_to_extra() -> None:
@@ -261,8 +267,8 @@ def test_repeated_single_fields_and_unreadable_dates_go_to_extra() -> None:
         "PMID- 1\nTI  - First.\nTI  - Second.\nDP  - 2003\nDP  - 2004\nJT  - A\nJT  - B\n"
         "DCOM- 2003\nLR  - 20200101\nLR  - 20210101\nEDAT- tomorrow\nPMID- 2"
     )
-    assert (doc.title, doc.journal.title, doc.revised) == ("First.", "A", date(2020, 1, 1))
-    assert doc.pub_date is not None and doc.pub_date.raw == "2003"
+    assert (doc.title, doc.journal["title"], doc.revised) == ("First.", "A", date(2020, 1, 1))
+    assert doc.pub_date is not None and doc.pub_date["raw"] == "2003"
     assert doc.completed is None and doc.entrez_date is None
     assert doc.extra == {
         "TI": ["Second."],
@@ -349,18 +355,18 @@ def test_the_sample_file_is_valid_and_varied() -> None:
     assert len(docs) == 25 and len({d.pmid for d in docs}) == 25
     assert sum("multiple sclerosis" in d.title.lower() for d in docs) >= 15  # the demo's query
     assert any(d.investigators for d in docs) and any(d.corporate_authors for d in docs)
-    assert any(a.identifiers for d in docs for a in d.authors)
-    assert any(len(a.affiliations) > 1 for d in docs for a in d.authors)
-    assert any(m.major for d in docs for m in d.mesh)
-    assert any(q for d in docs for m in d.mesh for q in m.qualifiers)
+    assert any(a.get("identifiers") for d in docs for a in d.authors)
+    assert any(len(a.get("affiliations", [])) > 1 for d in docs for a in d.authors)
+    assert any(m["major"] for d in docs for m in d.mesh)
+    assert any(q for d in docs for m in d.mesh for q in m.get("qualifiers", []))
     assert any(d.keywords for d in docs) and any(d.grants for d in docs)
-    assert any(s.registry_number and s.registry_number != "0" for d in docs for s in d.substances)
+    assert any(s.get("registry_number", "0") != "0" for d in docs for s in d.substances)
     assert any(d.electronic_pub_date for d in docs) and any(d.pmc for d in docs)
     assert any(d.doi for d in docs) and any(d.pii for d in docs) and any(d.history for d in docs)
     assert any(d.transliterated_title and d.languages != ["eng"] for d in docs)
     assert any(d.other_abstracts for d in docs)
     assert any("BTI" in d.extra and "TI" not in d.extra for d in docs)  # a book
-    shapes = {d.pub_date.raw for d in docs if d.pub_date}
+    shapes = {d.pub_date["raw"] for d in docs if d.pub_date}
     assert {"2003 Feb 15", "1998 Jan-Feb", "2003 Winter", "2001 Dec 15-2002 Jan 3"} <= shapes
     assert {"2003", "2003 Feb", "2000 Spring-Summer", "1999 Jul 13-19"} <= shapes
     assert {d.status for d in docs} >= {"MEDLINE", "PubMed-not-MEDLINE", "In-Process", "Publisher"}

@@ -6,10 +6,11 @@ import datetime as dt
 import re
 import types
 import typing
-from typing import Any, get_args, get_origin
+from typing import Any, NotRequired, Required, get_args, get_origin, get_type_hints
 
 import pytest
 from pydantic import BaseModel
+from typing_extensions import is_typeddict
 
 from schemas.document import Document
 from schemas.index_template import (
@@ -34,24 +35,37 @@ FITTING = {
 
 
 def _leaf_types(annotation: Any) -> list[Any]:
-    """The types inside ``X``, ``list[X]``, ``X | None``, ``Annotated[X, ...]``."""
+    """The types inside ``X``, ``list[X]``, ``X | None``, ``Annotated[X, ...]``,
+    ``Required[X]``."""
     origin = get_origin(annotation)
-    if origin is typing.Annotated:
+    if origin in (typing.Annotated, Required, NotRequired):
         return _leaf_types(get_args(annotation)[0])
     if origin in (list, tuple, typing.Union, types.UnionType):
         return [t for arg in get_args(annotation) if arg is not ... for t in _leaf_types(arg)]
     return [] if annotation is type(None) else [annotation]
 
 
-def _compare(model: type[BaseModel], properties: dict[str, Any], path: str) -> list[str]:
+def _fields(model: Any) -> dict[str, Any]:
+    """Field name → annotation of the document model or of one of its parts (TypedDicts)."""
+    if is_typeddict(model):
+        return get_type_hints(model, include_extras=True)
+    return {name: field.annotation for name, field in model.model_fields.items()}
+
+
+def _is_object(leaf: Any) -> bool:
+    return is_typeddict(leaf) or (isinstance(leaf, type) and issubclass(leaf, BaseModel))
+
+
+def _compare(model: Any, properties: dict[str, Any], path: str) -> list[str]:
     problems = []
-    fields, mapped = set(model.model_fields), set(properties)
+    annotations = _fields(model)
+    fields, mapped = set(annotations), set(properties)
     problems += [f"{path}{name}: in the model, not mapped" for name in sorted(fields - mapped)]
     problems += [f"{path}{name}: mapped, not in the model" for name in sorted(mapped - fields)]
     for name in sorted(fields & mapped):
         mapping = properties[name]
-        for leaf in _leaf_types(model.model_fields[name].annotation):
-            if isinstance(leaf, type) and issubclass(leaf, BaseModel):
+        for leaf in _leaf_types(annotations[name]):
+            if _is_object(leaf):
                 if mapping.get("type", "object") not in ("object", "nested"):
                     problems.append(f"{path}{name}: a {leaf.__name__} needs object or nested")
                 problems += _compare(leaf, mapping.get("properties", {}), f"{path}{name}.")

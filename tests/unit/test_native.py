@@ -4,6 +4,7 @@ hypothesis-generated records and arbitrary text."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,25 @@ from worker import documents, native
 from worker.documents import SIMPLE_TAGS, _fields_to_body
 from worker.errors import ConfigurationError, MedlineParseError
 from worker.medline_tags import KNOWN_TAGS
-from worker.medline_text import format_record, iter_raw_records, open_source, parse_fields
+from worker.medline_text import (
+    QUOTE_LIMIT,
+    _Splitter,
+    format_record,
+    iter_raw_records,
+    open_source,
+    parse_fields,
+)
+
+
+def compiled_parser() -> Any:
+    """The compiled parser (the test is skipped, or fails where it is required, without it)."""
+    require_native()
+    return native.parser(sorted(KNOWN_TAGS), SIMPLE_TAGS, QUOTE_LIMIT)
 
 
 @pytest.fixture(scope="module")
 def compiled() -> Any:
-    require_native()
-    return native.load("native", SIMPLE_TAGS)
+    return compiled_parser()
 
 
 def python_fields(text: str) -> list[tuple[str, str]] | str:
@@ -46,23 +59,23 @@ def compiled_fields(parser: Any, text: str) -> list[tuple[str, str]] | str:
 
 
 def assert_same_body(parser: Any, fields: list[tuple[str, str]]) -> None:
-    expected = _fields_to_body(fields)[0]
+    expected = _fields_to_body(fields)
     assert orjson.loads(parser.fields_body_json(fields)) == expected
 
 
-def test_auto_uses_the_compiled_parser_when_it_is_built() -> None:
+def test_auto_uses_the_compiled_code_when_it_is_built() -> None:
     require_native()
-    assert native.load("auto", SIMPLE_TAGS) is not None
-    assert native.load("python", SIMPLE_TAGS) is None
+    assert native.wanted("auto") and native.wanted("native")
+    assert not native.wanted("python")
 
 
-def test_insisting_on_the_compiled_parser_without_it_is_a_clear_error(
+def test_insisting_on_the_compiled_code_without_it_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(native, "_native", None)
-    assert native.load("auto", SIMPLE_TAGS) is None
+    assert not native.wanted("auto")
     with pytest.raises(ConfigurationError, match="MEDLINE_PARSER=native but the compiled"):
-        native.load("native", SIMPLE_TAGS)
+        native.wanted("native")
 
 
 def test_the_files_of_the_tests_give_the_same_fields_and_bodies(compiled: Any) -> None:
@@ -75,7 +88,7 @@ def test_the_files_of_the_tests_give_the_same_fields_and_bodies(compiled: Any) -
         fields = python_fields(text)
         assert compiled_fields(compiled, text) == fields
         assert isinstance(fields, list)
-        assert orjson.loads(compiled.body_json(text)) == _fields_to_body(fields)[0]
+        assert orjson.loads(compiled.body_json(text)) == _fields_to_body(fields)
 
 
 def test_a_generated_corpus_gives_the_same_bodies(compiled: Any, tmp_path: Path) -> None:
@@ -83,7 +96,7 @@ def test_a_generated_corpus_gives_the_same_bodies(compiled: Any, tmp_path: Path)
     with open_source(path) as stream:
         for record in iter_raw_records(stream):
             fields = parse_fields(record.text)
-            assert orjson.loads(compiled.body_json(record.text)) == _fields_to_body(fields)[0]
+            assert orjson.loads(compiled.body_json(record.text)) == _fields_to_body(fields)
 
 
 _TAGS = st.sampled_from([*sorted(KNOWN_TAGS), "XYZ", "AB", "MH", "AD", "FAU", "AU", "PHST"])
@@ -138,8 +151,7 @@ _VALUES = st.one_of(_WORDS.map(lambda v: " ".join(v.split())), _SHAPED)
 
 @given(st.lists(st.tuples(_TAGS, _VALUES), max_size=40), st.integers(1, 10**9))
 def test_any_fields_map_to_the_same_body(fields: list[tuple[str, str]], pmid: int) -> None:
-    require_native()
-    parser = native.load("native", SIMPLE_TAGS)
+    parser = compiled_parser()
     assert_same_body(parser, [("PMID", str(pmid)), *fields])
     assert_same_body(parser, fields)
 
@@ -155,8 +167,7 @@ def test_any_fields_map_to_the_same_body(fields: list[tuple[str, str]], pmid: in
 def test_printed_records_give_the_same_fields(
     fields: list[tuple[str, str]], pmid: int, noise: list[str], collapse: bool
 ) -> None:
-    require_native()
-    parser = native.load("native", SIMPLE_TAGS)
+    parser = compiled_parser()
     printed = format_record([("PMID", str(pmid)), *fields])
     for i, extra in enumerate(noise):  # whitespace where real files have it
         at = (len(printed) * (i + 1)) // (len(noise) + 1)
@@ -168,15 +179,77 @@ def test_printed_records_give_the_same_fields(
 
 @given(st.text(max_size=600))
 def test_arbitrary_text_gives_the_same_fields_or_the_same_error(text: str) -> None:
-    require_native()
-    parser = native.load("native", SIMPLE_TAGS)
+    parser = compiled_parser()
     for candidate in (text, "PMID- 1\n" + text, "PMID- 1 " + text, "PMID- 1 TI - " + text):
         assert compiled_fields(parser, candidate) == python_fields(candidate)
 
 
 @given(st.lists(st.sampled_from([*sorted(KNOWN_TAGS), "PMID- 1", "-", "- ", " ", "\n", "x", "AB"])))
 def test_tag_soup_gives_the_same_fields_or_the_same_error(parts: list[str]) -> None:
-    require_native()
-    parser = native.load("native", SIMPLE_TAGS)
+    parser = compiled_parser()
     for candidate in ("PMID- 1 " + " ".join(parts), "PMID- 1\n" + "\n".join(parts), "".join(parts)):
         assert compiled_fields(parser, candidate) == python_fields(candidate)
+
+
+# --- splitting a stream into records ----------------------------------------------------------
+
+
+def python_records(data: bytes, chunk_size: int, max_record_bytes: int) -> list[tuple[int, str]]:
+    splitter = _Splitter(max(max_record_bytes, 16))
+    return [(r.offset, r.text) for r in splitter.records(io.BytesIO(data), chunk_size)]
+
+
+def compiled_records(data: bytes, chunk_size: int, max_record_bytes: int) -> list[tuple[int, str]]:
+    require_native()
+    splitter = native.record_splitter(max_record_bytes)
+    found = []
+    for at in range(0, len(data), chunk_size):
+        found += splitter.feed(data[at : at + chunk_size])
+    return found + splitter.finish()
+
+
+def test_the_files_of_the_tests_split_into_the_same_records() -> None:
+    for path in sorted(DATA.iterdir()):
+        data = path.read_bytes()
+        for chunk_size in (1, 7, 4096, 1 << 20):
+            expected = python_records(data, chunk_size, 1 << 20)
+            assert compiled_records(data, chunk_size, 1 << 20) == expected, (path, chunk_size)
+
+
+_PIECES = st.sampled_from(
+    [
+        "PMID- 1",
+        "PMID-2",
+        "PMID-  3",
+        "PMID- x",
+        "\ufeff",
+        "\n",
+        "\n\n",
+        "\r\n",
+        " \t\n",
+        "      ",
+        "TI  - t",
+        "AB  - see PMID- 9",
+        "AU - x",
+        "x",
+        "é",
+        "\udcff",
+        "-",
+        "PMI",
+        "D- 4",
+    ]
+)
+
+
+@given(
+    st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=40),
+    st.binary(max_size=40),
+    st.integers(1, 64),
+    st.integers(1, 300),
+)
+def test_any_stream_splits_into_the_same_records(
+    pieces: list[str], noise: bytes, chunk_size: int, max_record_bytes: int
+) -> None:
+    data = "".join(pieces).encode("utf-8", errors="surrogateescape") + noise
+    expected = python_records(data, chunk_size, max_record_bytes)
+    assert compiled_records(data, chunk_size, max_record_bytes) == expected

@@ -43,9 +43,39 @@ impl Kind {
     }
 }
 
+/// A tag packed into a number (its bytes, for tags of up to four): compared first, so that
+/// looking a tag up costs an integer comparison; the text is compared only on a match.
+pub const fn tag_key(tag: &[u8]) -> u32 {
+    let mut key = 0u32;
+    let mut at = 0;
+    while at < tag.len() && at < 4 {
+        key = (key << 8) | tag[at] as u32;
+        at += 1;
+    }
+    key
+}
+
 /// The table of simply mapped tags, given by Python (`worker.documents.SIMPLE_TAGS`).
 pub struct Mapping {
-    pub simple: HashMap<String, (Kind, String)>,
+    /// (tag key, tag, kind, document field).
+    simple: Vec<(u32, String, Kind, String)>,
+}
+
+impl Mapping {
+    pub fn new(simple: HashMap<String, (Kind, String)>) -> Mapping {
+        let simple = simple
+            .into_iter()
+            .map(|(tag, (kind, field))| (tag_key(tag.as_bytes()), tag, kind, field))
+            .collect();
+        Mapping { simple }
+    }
+
+    fn simple(&self, key: u32, tag: &str) -> Option<(Kind, &str)> {
+        self.simple
+            .iter()
+            .find(|entry| entry.0 == key && entry.1 == tag)
+            .map(|entry| (entry.2, entry.3.as_str()))
+    }
 }
 
 type Values<'a> = Vec<Cow<'a, str>>;
@@ -291,30 +321,45 @@ fn article_ids<'a>(lids: Values<'a>, aids: Values<'a>, body: &mut Object<'a>) {
 
 /// Tags whose meaning depends on the person line before them; read in record order.
 const PEOPLE_TAGS: [&str; 8] = ["FAU", "AU", "AD", "AUID", "FIR", "IR", "IRAD", "CN"];
+const PEOPLE_KEYS: [u32; 8] = [
+    tag_key(b"FAU"),
+    tag_key(b"AU"),
+    tag_key(b"AD"),
+    tag_key(b"AUID"),
+    tag_key(b"FIR"),
+    tag_key(b"IR"),
+    tag_key(b"IRAD"),
+    tag_key(b"CN"),
+];
+
+fn is_people_tag(key: u32, tag: &str) -> bool {
+    PEOPLE_KEYS.iter().zip(PEOPLE_TAGS).any(|(k, t)| *k == key && t == tag)
+}
 
 /// The index body of a record's fields.
 pub fn fields_to_body<'a>(mapping: &'a Mapping, fields: Vec<Field<'a>>) -> Json<'a> {
     // Tags in the order they first appear, each with its values in order.
-    let mut grouped: Vec<(Cow<'a, str>, Values<'a>)> = vec![];
+    let mut grouped: Vec<(u32, Cow<'a, str>, Values<'a>)> = Vec::with_capacity(32);
     let mut people_fields: Vec<Field<'a>> = vec![];
     for (tag, value) in fields {
-        if PEOPLE_TAGS.contains(&tag.as_ref()) {
+        let key = tag_key(tag.as_bytes());
+        if is_people_tag(key, &tag) {
             people_fields.push((tag, value));
             continue;
         }
-        match grouped.iter_mut().find(|(t, _)| *t == tag) {
-            Some((_, values)) => values.push(value),
-            None => grouped.push((tag, vec![value])),
+        match grouped.iter_mut().find(|(k, t, _)| *k == key && *t == tag) {
+            Some((_, _, values)) => values.push(value),
+            None => grouped.push((key, tag, vec![value])),
         }
     }
     let mut body: Object<'a> = vec![];
     let mut journal: Object<'a> = vec![];
     let mut extra: Extra<'a> = vec![];
     let (mut lids, mut aids, mut book_title) = (vec![], vec![], None);
-    for (tag_name, mut values) in grouped {
+    for (tag_key, tag_name, mut values) in grouped {
         let tag: &str = &tag_name;
-        if let Some((kind, key)) = mapping.simple.get(tag) {
-            let key = k(key.as_str());
+        if let Some((kind, key)) = mapping.simple(tag_key, tag) {
+            let key = k(key);
             let rest = values.split_off(1);
             let first = values.pop().unwrap_or_default();
             match kind {
@@ -327,7 +372,7 @@ pub fn fields_to_body<'a>(mapping: &'a Mapping, fields: Vec<Field<'a>>) -> Json<
                 Kind::Single => body.push((key, Json::Str(first))),
                 Kind::Journal => journal.push((key, Json::Str(first))),
                 Kind::CompactDate | Kind::Stamp => {
-                    let moment = if *kind == Kind::CompactDate {
+                    let moment = if kind == Kind::CompactDate {
                         compact_date_iso(&first)
                     } else {
                         stamp_iso(&first)

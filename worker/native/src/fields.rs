@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use crate::pystr::{head, is_blank, strip_blanks};
+use crate::swar::has_single_spaces_only;
 
 /// A field: its tag and its value.
 pub type Field<'a> = (Cow<'a, str>, Cow<'a, str>);
@@ -67,7 +68,7 @@ fn into_owned(fields: Vec<Field<'_>>) -> Vec<Field<'static>> {
 }
 
 fn split_fields<'a>(format: &'a Format, text: &'a str) -> Result<Vec<Field<'a>>, ParseError> {
-    let lines: Vec<&str> = text.split('\n').filter(|line| !strip_blanks(line).is_empty()).collect();
+    let lines: Vec<&str> = text.split('\n').filter(|line| !is_blank_line(line)).collect();
     if lines.is_empty() {
         return Err(ParseError::Empty);
     }
@@ -119,47 +120,54 @@ fn field_head(line: &str) -> Option<(usize, usize)> {
 /// (`pending`) is written only if text follows, so the result is trimmed.
 fn push_collapsed(out: &mut String, piece: &str, pending: &mut bool) {
     let bytes = piece.as_bytes();
-    let mut at = 0;
-    while at < bytes.len() {
-        if is_blank(bytes[at]) {
-            *pending = true;
-            at += 1;
-            continue;
-        }
-        let start = at;
-        while at < bytes.len() && !is_blank(bytes[at]) {
-            at += 1;
-        }
+    let begin = bytes.iter().position(|b| !is_blank(*b)).unwrap_or(bytes.len());
+    if begin > 0 {
+        *pending = true;
+    }
+    if begin == bytes.len() {
+        return;
+    }
+    let end = bytes.iter().rposition(|b| !is_blank(*b)).map_or(begin, |at| at + 1);
+    // Blanks are ASCII, so every cut below falls on a character boundary.
+    let core = &piece[begin..end];
+    if has_single_spaces_only(core.as_bytes()) {
+        // The usual case: words and single spaces.
         if *pending && !out.is_empty() {
             out.push(' ');
         }
-        *pending = false;
-        // Blanks are ASCII, so `start` and `at` fall on character boundaries.
-        out.push_str(&piece[start..at]);
+        out.push_str(core);
+    } else {
+        let core_bytes = core.as_bytes();
+        let mut at = 0;
+        while at < core_bytes.len() {
+            if is_blank(core_bytes[at]) {
+                *pending = true;
+                at += 1;
+                continue;
+            }
+            let start = at;
+            while at < core_bytes.len() && !is_blank(core_bytes[at]) {
+                at += 1;
+            }
+            if *pending && !out.is_empty() {
+                out.push(' ');
+            }
+            *pending = false;
+            out.push_str(&core[start..at]);
+        }
     }
+    *pending = end < bytes.len();
 }
 
 /// Whether `value` is already as a value should be: no blank but single inner spaces.
 fn is_clean(value: &str) -> bool {
     let bytes = value.as_bytes();
-    if bytes.first() == Some(&b' ') || bytes.last() == Some(&b' ') {
-        return false;
-    }
-    let mut previous_space = false;
-    for &byte in bytes {
-        if byte == b' ' {
-            if previous_space {
-                return false;
-            }
-            previous_space = true;
-        } else {
-            if byte < b' ' && is_blank(byte) {
-                return false;
-            }
-            previous_space = false;
-        }
-    }
-    true
+    bytes.first() != Some(&b' ') && bytes.last() != Some(&b' ') && has_single_spaces_only(bytes)
+}
+
+/// Whether a line holds nothing but blanks.
+fn is_blank_line(line: &str) -> bool {
+    line.bytes().all(is_blank)
 }
 
 fn line_fields<'a>(format: &'a Format, lines: &[&'a str]) -> Result<Vec<Field<'a>>, ParseError> {

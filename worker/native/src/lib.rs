@@ -10,6 +10,8 @@ mod dates;
 mod fields;
 mod json;
 mod pystr;
+mod splitter;
+mod swar;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -17,7 +19,7 @@ use std::collections::HashMap;
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use body::{fields_to_body, Kind, Mapping};
 use fields::{parse_fields, Format};
@@ -73,7 +75,7 @@ impl Parser {
         }
         Ok(Parser {
             format: Format { known_tags: known_tags.into_iter().collect(), quote_limit },
-            mapping: Mapping { simple },
+            mapping: Mapping::new(simple),
         })
     }
 
@@ -100,9 +102,60 @@ impl Parser {
     }
 }
 
+/// A MEDLINE byte stream, fed chunk by chunk, split into (offset, text) records.
+#[pyclass(module = "worker._native")]
+struct RecordSplitter {
+    inner: splitter::Splitter,
+}
+
+#[pymethods]
+impl RecordSplitter {
+    /// :param max_record_bytes: a record growing past this is yielded in pieces.
+    #[new]
+    fn new(max_record_bytes: usize) -> Self {
+        RecordSplitter { inner: splitter::Splitter::new(max_record_bytes) }
+    }
+
+    /// The records that `chunk` (not empty) completes: a list of (offset, text).
+    fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        let records = PyList::empty(py);
+        let mut failed = None;
+        self.inner.feed(chunk, &mut |offset, text| {
+            if let Err(error) = append_record(&records, offset, text) {
+                failed.get_or_insert(error);
+            }
+        });
+        failed.map_or(Ok(records), Err)
+    }
+
+    /// The records left once the stream has ended: a list of (offset, text).
+    fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let records = PyList::empty(py);
+        let mut failed = None;
+        self.inner.finish(&mut |offset, text| {
+            if let Err(error) = append_record(&records, offset, text) {
+                failed.get_or_insert(error);
+            }
+        });
+        failed.map_or(Ok(records), Err)
+    }
+}
+
+/// Append (offset, text) to `records`, the text decoded as UTF-8 with invalid bytes
+/// replaced (U+FFFD), as Python's ``decode("utf-8", errors="replace")`` does.
+fn append_record(records: &Bound<'_, PyList>, offset: usize, text: &[u8]) -> PyResult<()> {
+    let py = records.py();
+    let decoded = match std::str::from_utf8(text) {
+        Ok(valid) => Cow::Borrowed(valid),
+        Err(_) => String::from_utf8_lossy(text),
+    };
+    records.append((offset, PyString::new(py, &decoded)))
+}
+
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Parser>()?;
+    module.add_class::<RecordSplitter>()?;
     module.add("ParseError", module.py().get_type::<ParseError>())?;
     Ok(())
 }
