@@ -348,10 +348,14 @@ def test_the_image_is_slim_python_311_and_runs_as_a_numeric_non_root_user() -> N
     instructions = dockerfile_instructions()
     args = dict(a.split("=", 1) for k, a in instructions if k == "ARG" and "=" in a)
     stages = [a for k, a in instructions if k == "FROM"]
-    assert len(stages) >= 2, "a build stage and a runtime stage"
-    for stage in stages:
-        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], stage.split()[0])
+    images = [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], a.split()[0]) for a in stages]
+    pythons = [image for image in images if image.startswith("python:")]
+    assert len(pythons) >= 2, "a build stage and a runtime stage"
+    for image in pythons:
         assert re.fullmatch(r"python:3\.11-slim(-\w+)?", image), image
+    # The runtime image is Python's; Rust's only lends its toolchain to the build stage.
+    assert re.fullmatch(r"python:3\.11-slim(-\w+)?", images[-1]), images[-1]
+    assert all(re.fullmatch(r"rust:[\w.]+-slim(-\w+)?", i) for i in images if i not in pythons)
     final_user = [a for k, a in instructions if k == "USER"][-1]
     uid = final_user.split(":")[0]
     assert uid.isdigit() and int(uid) != 0, f"USER {final_user}: numeric and not root"

@@ -120,7 +120,7 @@ impl RecordSplitter {
     fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
         let records = PyList::empty(py);
         let mut failed = None;
-        self.inner.feed(chunk, &mut |offset, text| {
+        self.inner.feed(chunk, &mut |offset: usize, text: &[u8]| {
             if let Err(error) = append_record(&records, offset, text) {
                 failed.get_or_insert(error);
             }
@@ -132,7 +132,7 @@ impl RecordSplitter {
     fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let records = PyList::empty(py);
         let mut failed = None;
-        self.inner.finish(&mut |offset, text| {
+        self.inner.finish(&mut |offset: usize, text: &[u8]| {
             if let Err(error) = append_record(&records, offset, text) {
                 failed.get_or_insert(error);
             }
