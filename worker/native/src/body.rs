@@ -1,4 +1,4 @@
-//! A record's fields → the index body (JSON types, nothing null or empty), as
+//! A record's fields → the index body as JSON (nothing null or empty), as
 //! `worker.documents` maps them (that Python module is the reference; a differential test
 //! holds the two equal, and the body is then validated by the pydantic model).
 //!
@@ -6,19 +6,16 @@
 //! single-valued field given twice keeps the first value and puts the others in `extra`; a
 //! date that cannot be read goes to `extra` under its tag; every tag the model does not map
 //! goes to `extra` with its values in order. Nothing is dropped silently.
+//!
+//! The JSON is written as the fields are read, without a tree of values in between: a
+//! citation has some 25 objects and 100 strings, and allocating each was a third of the time.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::dates::{compact_date_iso, history_iso, publication_date_iso, stamp_iso};
 use crate::fields::Field;
-use crate::json::{get_mut, has, Json, Object};
+use crate::json::write_str;
 use crate::pystr::strip;
-
-/// A key of the body.
-fn k(name: &str) -> Cow<'_, str> {
-    Cow::Borrowed(name)
-}
 
 /// How a simply mapped tag becomes a field (the numbers of `worker.documents`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,56 +40,108 @@ impl Kind {
     }
 }
 
-/// A tag packed into a number (its bytes, for tags of up to four): compared first, so that
-/// looking a tag up costs an integer comparison; the text is compared only on a match.
-pub const fn tag_key(tag: &[u8]) -> u32 {
-    let mut key = 0u32;
-    let mut at = 0;
-    while at < tag.len() && at < 4 {
-        key = (key << 8) | tag[at] as u32;
-        at += 1;
+/// A tag as a number: its bytes, packed, when it has at most four and no NUL (then the
+/// number stands for the tag exactly and comparing tags is comparing numbers), else None.
+#[inline]
+pub fn tag_key(tag: &str) -> Option<u32> {
+    let bytes = tag.as_bytes();
+    if bytes.len() > 4 || bytes.contains(&0) {
+        return None;
     }
-    key
+    Some(bytes.iter().fold(0u32, |key, byte| (key << 8) | u32::from(*byte)))
+}
+
+fn same_tag(a: (Option<u32>, &str), b: (Option<u32>, &str)) -> bool {
+    match (a.0, b.0) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.1 == b.1,
+    }
 }
 
 /// The table of simply mapped tags, given by Python (`worker.documents.SIMPLE_TAGS`).
 pub struct Mapping {
     /// (tag key, tag, kind, document field).
-    simple: Vec<(u32, String, Kind, String)>,
+    simple: Vec<(Option<u32>, String, Kind, String)>,
 }
 
 impl Mapping {
     pub fn new(simple: HashMap<String, (Kind, String)>) -> Mapping {
         let simple = simple
             .into_iter()
-            .map(|(tag, (kind, field))| (tag_key(tag.as_bytes()), tag, kind, field))
+            .map(|(tag, (kind, field))| (tag_key(&tag), tag, kind, field))
             .collect();
         Mapping { simple }
     }
 
-    fn simple(&self, key: u32, tag: &str) -> Option<(Kind, &str)> {
+    fn simple(&self, key: Option<u32>, tag: &str) -> Option<(Kind, &str)> {
         self.simple
             .iter()
-            .find(|entry| entry.0 == key && entry.1 == tag)
+            .find(|entry| same_tag((entry.0, &entry.1), (key, tag)))
             .map(|entry| (entry.2, entry.3.as_str()))
     }
 }
 
-type Values<'a> = Vec<Cow<'a, str>>;
-/// `extra`: tag → values, tags in the order they were first added.
-type Extra<'a> = Vec<(Cow<'a, str>, Values<'a>)>;
+/// Tags whose meaning depends on the person line before them; read in record order.
+const PEOPLE_TAGS: [&str; 8] = ["FAU", "AU", "AD", "AUID", "FIR", "IR", "IRAD", "CN"];
 
-/// Like Python's `dict.setdefault(key, []).extend(values)` on `extra`.
-fn add_extra<'a>(extra: &mut Extra<'a>, tag: &Cow<'a, str>, values: Values<'a>) {
-    match extra.iter_mut().find(|(t, _)| t == tag) {
-        Some((_, found)) => found.extend(values),
-        None => extra.push((tag.clone(), values)),
+fn is_people_tag(key: Option<u32>, tag: &str) -> bool {
+    PEOPLE_TAGS.iter().any(|people| same_tag((tag_key(people), people), (key, tag)))
+}
+
+// --- writing JSON ----------------------------------------------------------------------------
+
+/// A JSON object being written: keys are added with a comma before all but the first.
+struct Object<'o> {
+    out: &'o mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'o> Object<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Object<'o> {
+        out.push(b'{');
+        Object { out, empty: true }
+    }
+
+    /// Write `"key":` and hand back the output for the value.
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        write_str(key, self.out);
+        self.out.push(b':');
+        self.out
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        write_str(value, self.key(key));
+    }
+
+    fn texts<'v>(&mut self, key: &str, values: impl IntoIterator<Item = &'v str>) {
+        write_array(self.key(key), values, |out, value| write_str(value, out));
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
     }
 }
 
-fn strings<'a>(values: Values<'a>) -> Json<'a> {
-    Json::Array(values.into_iter().map(Json::Str).collect())
+fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(b'[');
+    for (n, item) in items.into_iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
 }
+
+// --- the parts of a document -----------------------------------------------------------------
 
 /// `10.1/x [doi]` → (`10.1/x`, `doi`); `0022-510X (Print)` → (..., `Print`).
 fn split_typed(value: &str, bracket: bool) -> (&str, Option<&str>) {
@@ -108,109 +157,112 @@ fn split_typed(value: &str, bracket: bool) -> (&str, Option<&str>) {
     (value, None)
 }
 
-/// A borrowed part of a value, or an owned one when the value itself is owned.
-fn part<'a>(value: &Cow<'a, str>, piece: &str) -> Cow<'a, str> {
-    match value {
-        Cow::Borrowed(whole) => {
-            let start = piece.as_ptr() as usize - whole.as_ptr() as usize;
-            Cow::Borrowed(&whole[start..start + piece.len()])
-        }
-        Cow::Owned(_) => Cow::Owned(piece.to_string()),
-    }
-}
-
-fn typed_value<'a>(value: &Cow<'a, str>, bracket: bool) -> Json<'a> {
+fn write_typed_value(out: &mut Vec<u8>, value: &str, bracket: bool) {
     let (ident, kind) = split_typed(value, bracket);
-    let mut object: Object<'a> = vec![(k("value"), Json::Str(part(value, ident)))];
+    let mut object = Object::open(out);
+    object.text("value", ident);
     if let Some(kind) = kind {
-        object.push((k("type"), Json::Str(part(value, kind))));
+        object.text("type", kind);
     }
-    Json::Object(object)
+    object.close();
 }
 
-fn mesh<'a>(value: Cow<'a, str>) -> Json<'a> {
+fn write_mesh(out: &mut Vec<u8>, value: &str) {
     let major = value.contains('*');
-    let value = if major { Cow::Owned(value.replace('*', "")) } else { value };
-    if !value.contains('/') {
-        return Json::Object(vec![(k("descriptor"), Json::Str(value)), (k("major"), Json::Bool(major))]);
+    let unstarred;
+    let value = if major {
+        unstarred = value.replace('*', "");
+        unstarred.as_str()
+    } else {
+        value
+    };
+    let mut object = Object::open(out);
+    match value.split_once('/') {
+        None => object.text("descriptor", value),
+        Some((descriptor, qualifiers)) => {
+            object.text("descriptor", descriptor);
+            object.texts("qualifiers", qualifiers.split('/'));
+        }
     }
-    let mut pieces = value.split('/');
-    let descriptor = part(&value, pieces.next().unwrap_or(""));
-    let qualifiers = pieces.map(|piece| Json::Str(part(&value, piece))).collect();
-    Json::Object(vec![
-        (k("descriptor"), Json::Str(descriptor)),
-        (k("qualifiers"), Json::Array(qualifiers)),
-        (k("major"), Json::Bool(major)),
-    ])
+    object.key("major").extend_from_slice(if major { b"true" } else { b"false" });
+    object.close();
 }
 
-fn substance<'a>(value: &Cow<'a, str>) -> Json<'a> {
+fn write_substance(out: &mut Vec<u8>, value: &str) {
+    let mut object = Object::open(out);
     match split_typed(value, false) {
-        (number, Some(name)) => Json::Object(vec![
-            (k("registry_number"), Json::Str(part(value, number))),
-            (k("name"), Json::Str(part(value, name))),
-        ]),
-        (_, None) => Json::Object(vec![(k("name"), Json::Str(value.clone()))]),
+        (number, Some(name)) => {
+            object.text("registry_number", number);
+            object.text("name", name);
+        }
+        (_, None) => object.text("name", value),
     }
+    object.close();
 }
 
 const GRANT_PARTS: [&str; 4] = ["grant_id", "acronym", "agency", "country"];
 
-fn grant<'a>(value: Cow<'a, str>) -> Json<'a> {
-    let mut pieces: Vec<&str> = value.split('/').collect();
-    if pieces.len() > GRANT_PARTS.len() {
-        // A grant id holding '/': the last three parts are the acronym, agency and country.
-        let mut tail: Vec<&str> = value.rsplitn(GRANT_PARTS.len(), '/').collect();
-        tail.reverse();
-        pieces = tail;
-    }
-    let mut object: Object<'a> = vec![];
-    for (name, piece) in GRANT_PARTS.iter().zip(pieces) {
-        let piece = strip(piece);
-        if !piece.is_empty() {
-            object.push((k(name), Json::Str(part(&value, piece))));
+fn write_grant(out: &mut Vec<u8>, value: &str) {
+    let mut object = Object::open(out);
+    object.text("raw", value);
+    let mut write_parts = |pieces: &mut dyn Iterator<Item = &str>| {
+        for (name, piece) in GRANT_PARTS.iter().zip(pieces) {
+            let piece = strip(piece);
+            if !piece.is_empty() {
+                object.text(name, piece);
+            }
         }
+    };
+    if value.split('/').count() > GRANT_PARTS.len() {
+        // A grant id holding '/': the last three parts are the acronym, agency and country.
+        let mut pieces: Vec<&str> = value.rsplitn(GRANT_PARTS.len(), '/').collect();
+        pieces.reverse();
+        write_parts(&mut pieces.into_iter());
+    } else {
+        write_parts(&mut value.split('/'));
     }
-    object.insert(0, (k("raw"), Json::Str(value)));
-    Json::Object(object)
+    object.close();
 }
 
-fn pub_date(value: Cow<'_, str>) -> Json<'_> {
-    let (year, day) = publication_date_iso(&value);
-    let mut object: Object<'_> = vec![(k("raw"), Json::Str(value))];
+fn write_pub_date(out: &mut Vec<u8>, value: &str) {
+    let (year, day) = publication_date_iso(value);
+    let mut object = Object::open(out);
+    object.text("raw", value);
     if let Some(year) = year {
-        object.push((k("year"), Json::Int(year.into())));
+        object.key("year").extend_from_slice(year.to_string().as_bytes());
     }
     if let Some(day) = day {
-        object.push((k("date"), Json::Str(Cow::Owned(day))));
+        object.text("date", &day);
     }
-    Json::Object(object)
+    object.close();
 }
+
+// --- people ----------------------------------------------------------------------------------
 
 #[derive(Default)]
-struct Person<'a> {
-    full_name: Option<Cow<'a, str>>,
-    short_name: Option<Cow<'a, str>>,
-    affiliations: Values<'a>,
-    identifiers: Values<'a>,
+struct Person<'f> {
+    full_name: Option<&'f str>,
+    short_name: Option<&'f str>,
+    affiliations: Vec<&'f str>,
+    identifiers: Vec<&'f str>,
 }
 
-impl<'a> Person<'a> {
-    fn into_json(self) -> Json<'a> {
-        let mut object: Object<'a> = vec![];
+impl Person<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut object = Object::open(out);
         if let Some(name) = self.full_name {
-            object.push((k("full_name"), Json::Str(name)));
+            object.text("full_name", name);
         }
         if let Some(name) = self.short_name {
-            object.push((k("short_name"), Json::Str(name)));
+            object.text("short_name", name);
         }
         if !self.affiliations.is_empty() {
-            object.push((k("affiliations"), strings(self.affiliations)));
+            object.texts("affiliations", self.affiliations.iter().copied());
         }
         if !self.identifiers.is_empty() {
-            object.push((k("identifiers"), strings(self.identifiers)));
+            object.texts("identifiers", self.identifiers.iter().copied());
         }
-        Json::Object(object)
+        object.close();
     }
 }
 
@@ -220,27 +272,34 @@ enum Role {
     Investigator,
 }
 
+/// Where the lines that belong to nobody go: tag → values, tags in the order first added.
+type Extra<'f> = Vec<(&'f str, Vec<&'f str>)>;
+
+fn add_extra<'f>(extra: &mut Extra<'f>, tag: &'f str, values: impl IntoIterator<Item = &'f str>) {
+    match extra.iter_mut().find(|(t, _)| *t == tag) {
+        Some((_, found)) => found.extend(values),
+        None => extra.push((tag, values.into_iter().collect())),
+    }
+}
+
 /// Authors, investigators and groups, with the lines that belong to each.
-fn people<'a>(
-    fields: Vec<Field<'a>>,
-    body: &mut Object<'a>,
-    extra: &mut Extra<'a>,
-) {
-    let mut authors: Vec<Person<'a>> = vec![];
-    let mut investigators: Vec<Person<'a>> = vec![];
-    let mut groups: Values<'a> = vec![];
+fn write_people<'f>(people: &[(&'f str, &'f str)], body: &mut Object<'_>, extra: &mut Extra<'f>) {
+    let mut authors: Vec<Person<'f>> = vec![];
+    let mut investigators: Vec<Person<'f>> = vec![];
+    let mut groups: Vec<&'f str> = vec![];
     // The role of the person being read, if any: the last of that role's list.
     let mut current: Option<Role> = None;
-    for (tag, value) in fields {
-        match tag.as_ref() {
+    for &(tag, value) in people {
+        match tag {
             "FAU" | "FIR" => {
-                let role = if tag == "FAU" { Role::Author } else { Role::Investigator };
                 let person = Person { full_name: Some(value), ..Person::default() };
-                match role {
-                    Role::Author => authors.push(person),
-                    Role::Investigator => investigators.push(person),
+                if tag == "FAU" {
+                    authors.push(person);
+                    current = Some(Role::Author);
+                } else {
+                    investigators.push(person);
+                    current = Some(Role::Investigator);
                 }
-                current = Some(role);
             }
             "AU" | "IR" => {
                 let role = if tag == "AU" { Role::Author } else { Role::Investigator };
@@ -254,7 +313,12 @@ fn people<'a>(
                     }
                 }
             }
-            "AD" | "IRAD" | "AUID" => {
+            "CN" => {
+                groups.push(value);
+                current = None; // what follows a group belongs to the group
+            }
+            _ => {
+                // AD, AUID, IRAD: to the person being read; IRAD only to an investigator.
                 let person = match current {
                     Some(Role::Author) if tag != "IRAD" => authors.last_mut(),
                     Some(Role::Investigator) => investigators.last_mut(),
@@ -263,213 +327,242 @@ fn people<'a>(
                 match person {
                     Some(person) if tag == "AUID" => person.identifiers.push(value),
                     Some(person) => person.affiliations.push(value),
-                    None => add_extra(extra, &tag, vec![value]),
+                    None => add_extra(extra, tag, [value]),
                 }
             }
-            "CN" => {
-                groups.push(value);
-                current = None; // what follows a group belongs to the group
-            }
-            _ => add_extra(extra, &tag, vec![value]),
         }
     }
-    if !authors.is_empty() {
-        body.push((k("authors"), Json::Array(authors.into_iter().map(Person::into_json).collect())));
-    }
-    if !investigators.is_empty() {
-        let list = investigators.into_iter().map(Person::into_json).collect();
-        body.push((k("investigators"), Json::Array(list)));
+    for (key, list) in [("authors", &authors), ("investigators", &investigators)] {
+        if !list.is_empty() {
+            write_array(body.key(key), list.iter(), |out, person| person.write(out));
+        }
     }
     if !groups.is_empty() {
-        body.push((k("corporate_authors"), strings(groups)));
+        body.texts("corporate_authors", groups);
     }
 }
 
 /// Every LID and AID with its type, in record order (LID lines come before AID lines).
 /// The doi and pii are the first AID of that type, else the first LID of that type.
-fn article_ids<'a>(lids: Values<'a>, aids: Values<'a>, body: &mut Object<'a>) {
-    let mut ids = vec![];
-    let mut chosen: Vec<(bool, &'a str, Cow<'a, str>)> = vec![]; // (is AID, type, id)
-    for (is_aid, values) in [(false, lids), (true, aids)] {
-        for value in values {
-            let (ident, kind) = split_typed(&value, true);
-            let ident = part(&value, ident);
-            match kind {
-                None => ids.push(Json::Object(vec![(k("value"), Json::Str(ident))])),
-                Some(kind) => {
-                    let kind = part(&value, kind);
-                    for wanted in ["doi", "pii"] {
-                        if kind == wanted && !chosen.iter().any(|c| c.0 == is_aid && c.1 == wanted) {
-                            chosen.push((is_aid, wanted, ident.clone()));
-                        }
-                    }
-                    ids.push(Json::Object(vec![(k("value"), Json::Str(ident)), (k("type"), Json::Str(kind))]));
-                }
-            }
+fn write_article_ids<'f>(lids: &[&'f str], aids: &[&'f str], body: &mut Object<'_>) {
+    // The first (AID doi, AID pii, LID doi, LID pii).
+    let mut chosen: [Option<&'f str>; 4] = [None; 4];
+    let all = lids.iter().map(|v| (false, *v)).chain(aids.iter().map(|v| (true, *v)));
+    write_array(body.key("article_ids"), all, |out, (is_aid, value)| {
+        let (ident, kind) = split_typed(value, true);
+        let slot = match kind {
+            Some("doi") => Some(0),
+            Some("pii") => Some(1),
+            _ => None,
+        };
+        if let Some(slot) = slot.map(|s| if is_aid { s } else { s + 2 }) {
+            chosen[slot].get_or_insert(ident);
         }
-    }
-    body.push((k("article_ids"), Json::Array(ids)));
-    for wanted in ["doi", "pii"] {
-        let pick = |aid: bool| chosen.iter().find(|c| c.0 == aid && c.1 == wanted);
-        if let Some((_, _, ident)) = pick(true).or_else(|| pick(false)) {
-            if !ident.is_empty() {
-                body.push((k(wanted), Json::Str(ident.clone())));
-            }
+        let mut object = Object::open(out);
+        object.text("value", ident);
+        if let Some(kind) = kind {
+            object.text("type", kind);
+        }
+        object.close();
+    });
+    for (slot, key) in ["doi", "pii"].iter().enumerate() {
+        if let Some(ident) = chosen[slot].or(chosen[slot + 2]).filter(|i| !i.is_empty()) {
+            body.text(key, ident);
         }
     }
 }
 
-/// Tags whose meaning depends on the person line before them; read in record order.
-const PEOPLE_TAGS: [&str; 8] = ["FAU", "AU", "AD", "AUID", "FIR", "IR", "IRAD", "CN"];
-const PEOPLE_KEYS: [u32; 8] = [
-    tag_key(b"FAU"),
-    tag_key(b"AU"),
-    tag_key(b"AD"),
-    tag_key(b"AUID"),
-    tag_key(b"FIR"),
-    tag_key(b"IR"),
-    tag_key(b"IRAD"),
-    tag_key(b"CN"),
-];
+// --- the body ----------------------------------------------------------------------------------
 
-fn is_people_tag(key: u32, tag: &str) -> bool {
-    PEOPLE_KEYS.iter().zip(PEOPLE_TAGS).any(|(k, t)| *k == key && t == tag)
+/// A tag and where its values are: the fields of a record, grouped by tag in the order each
+/// tag first appears, without a list per tag (`next` chains each field to the next one of
+/// the same tag).
+struct Group<'f> {
+    key: Option<u32>,
+    tag: &'f str,
+    first: usize,
+    last: usize,
 }
 
-/// The index body of a record's fields.
-pub fn fields_to_body<'a>(mapping: &'a Mapping, fields: Vec<Field<'a>>) -> Json<'a> {
-    // Tags in the order they first appear, each with its values in order.
-    let mut grouped: Vec<(u32, Cow<'a, str>, Values<'a>)> = Vec::with_capacity(32);
-    let mut people_fields: Vec<Field<'a>> = vec![];
-    for (tag, value) in fields {
-        let key = tag_key(tag.as_bytes());
-        if is_people_tag(key, &tag) {
-            people_fields.push((tag, value));
-            continue;
-        }
-        match grouped.iter_mut().find(|(k, t, _)| *k == key && *t == tag) {
-            Some((_, _, values)) => values.push(value),
-            None => grouped.push((key, tag, vec![value])),
-        }
-    }
-    let mut body: Object<'a> = vec![];
-    let mut journal: Object<'a> = vec![];
-    let mut extra: Extra<'a> = vec![];
-    let (mut lids, mut aids, mut book_title) = (vec![], vec![], None);
-    for (tag_key, tag_name, mut values) in grouped {
-        let tag: &str = &tag_name;
-        if let Some((kind, key)) = mapping.simple(tag_key, tag) {
-            let key = k(key);
-            let rest = values.split_off(1);
-            let first = values.pop().unwrap_or_default();
-            match kind {
-                Kind::List => {
-                    let mut all = vec![first];
-                    all.extend(rest);
-                    body.push((key, strings(all)));
-                    continue;
+const END: usize = usize::MAX;
+
+struct Grouped<'f> {
+    fields: &'f [Field<'f>],
+    next: Vec<usize>,
+    groups: Vec<Group<'f>>,
+    people: Vec<(&'f str, &'f str)>,
+}
+
+impl<'f> Grouped<'f> {
+    fn new(fields: &'f [Field<'f>]) -> Grouped<'f> {
+        let mut next = vec![END; fields.len()];
+        let mut groups: Vec<Group<'f>> = Vec::with_capacity(32);
+        let mut people = vec![];
+        for (at, (tag, value)) in fields.iter().enumerate() {
+            let tag: &'f str = tag;
+            let key = tag_key(tag);
+            if is_people_tag(key, tag) {
+                people.push((tag, value.as_ref()));
+                continue;
+            }
+            match groups.iter_mut().find(|g| same_tag((g.key, g.tag), (key, tag))) {
+                Some(group) => {
+                    next[group.last] = at;
+                    group.last = at;
                 }
-                Kind::Single => body.push((key, Json::Str(first))),
-                Kind::Journal => journal.push((key, Json::Str(first))),
-                Kind::CompactDate | Kind::Stamp => {
+                None => groups.push(Group { key, tag, first: at, last: at }),
+            }
+        }
+        Grouped { fields, next, groups, people }
+    }
+
+    fn values(&self, group: &Group<'f>) -> impl Iterator<Item = &'f str> + '_ {
+        let fields = self.fields;
+        let mut at = group.first;
+        std::iter::from_fn(move || {
+            if at == END {
+                return None;
+            }
+            let value: &'f str = &fields[at].1;
+            at = self.next[at];
+            Some(value)
+        })
+    }
+
+    fn find(&self, tag: &str) -> Option<&Group<'f>> {
+        self.groups.iter().find(|g| g.tag == tag)
+    }
+}
+
+/// The index body of a record's fields, appended to `out` as compact JSON.
+pub fn write_body(mapping: &Mapping, fields: &[Field<'_>], out: &mut Vec<u8>) {
+    let grouped = Grouped::new(fields);
+    let mut body = Object::open(out);
+    let mut journal: Vec<(&str, &str)> = vec![];
+    let mut issns: Option<&Group> = None;
+    let mut extra: Extra = vec![];
+    let mut has_title = false;
+    let mut substances_written = false;
+    for group in &grouped.groups {
+        let tag = group.tag;
+        let mut values = grouped.values(group);
+        if let Some((kind, key)) = mapping.simple(group.key, tag) {
+            if kind == Kind::List {
+                body.texts(key, values);
+                continue;
+            }
+            let first = values.next().unwrap_or_default();
+            match kind {
+                Kind::Single => {
+                    has_title |= key == "title";
+                    body.text(key, first);
+                }
+                Kind::Journal => journal.push((key, first)),
+                _ => {
                     let moment = if kind == Kind::CompactDate {
-                        compact_date_iso(&first)
+                        compact_date_iso(first)
                     } else {
-                        stamp_iso(&first)
+                        stamp_iso(first)
                     };
                     match moment {
-                        Some(moment) => body.push((key, Json::Str(Cow::Owned(moment)))),
-                        None => {
-                            let mut all = vec![first];
-                            all.extend(rest);
-                            add_extra(&mut extra, &tag_name, all); // kept as written
-                            continue;
-                        }
+                        Some(moment) => body.text(key, &moment),
+                        // Kept as written, under its tag.
+                        None => add_extra(&mut extra, tag, std::iter::once(first)),
                     }
                 }
             }
-            if !rest.is_empty() {
-                add_extra(&mut extra, &tag_name, rest);
-            }
+            add_extra_if_any(&mut extra, tag, values);
             continue;
         }
         match tag {
-            "MH" => body.push((k("mesh"), Json::Array(values.into_iter().map(mesh).collect()))),
-            "RN" | "NM" => {
-                let items: Vec<Json<'a>> = if tag == "RN" {
-                    values.iter().map(substance).collect()
-                } else {
-                    let name = |v| Json::Object(vec![(k("name"), Json::Str(v))]);
-                    values.into_iter().map(name).collect()
-                };
-                // RN and NM both: one list, in the order the tags came.
-                match get_mut(&mut body, "substances") {
-                    Some(Json::Array(list)) => list.extend(items),
-                    _ => body.push((k("substances"), Json::Array(items))),
-                }
+            "MH" => write_array(body.key("mesh"), values, write_mesh),
+            "RN" | "NM" if !substances_written => {
+                // RN and NM both: one list, in the order the tags first came.
+                substances_written = true;
+                let parts = grouped.groups.iter().filter(|g| g.tag == "RN" || g.tag == "NM");
+                let items = parts.flat_map(|g| grouped.values(g).map(move |v| (g.tag, v)));
+                write_array(body.key("substances"), items, |out, (tag, value)| {
+                    if tag == "RN" {
+                        write_substance(out, value);
+                    } else {
+                        let mut object = Object::open(out);
+                        object.text("name", value);
+                        object.close();
+                    }
+                });
             }
+            "RN" | "NM" => {}
             "PHST" => {
                 let mut events = vec![];
                 let mut unread = vec![];
                 for value in values {
-                    match history_iso(&value) {
-                        Some((status, moment)) => {
-                            let mut event: Object<'a> = vec![];
-                            if let Some(status) = status {
-                                event.push((k("status"), Json::Str(part(&value, status))));
-                            }
-                            event.push((k("date"), Json::Str(Cow::Owned(moment))));
-                            events.push(Json::Object(event));
-                        }
+                    match history_iso(value) {
+                        Some(event) => events.push(event),
                         None => unread.push(value), // kept as written
                     }
                 }
                 if !unread.is_empty() {
-                    add_extra(&mut extra, &tag_name, unread);
+                    add_extra(&mut extra, tag, unread);
                 }
                 if !events.is_empty() {
-                    body.push((k("history"), Json::Array(events)));
+                    write_array(body.key("history"), events, |out, (status, moment)| {
+                        let mut object = Object::open(out);
+                        if let Some(status) = status {
+                            object.text("status", status);
+                        }
+                        object.text("date", &moment);
+                        object.close();
+                    });
                 }
             }
-            "IS" => {
-                let issns = values.iter().map(|v| typed_value(v, false)).collect();
-                journal.push((k("issns"), Json::Array(issns)));
-            }
+            "IS" => issns = Some(group),
             "DP" => {
-                let rest = values.split_off(1);
-                body.push((k("pub_date"), pub_date(values.pop().unwrap_or_default())));
-                if !rest.is_empty() {
-                    add_extra(&mut extra, &tag_name, rest);
-                }
+                write_pub_date(body.key("pub_date"), values.next().unwrap_or_default());
+                add_extra_if_any(&mut extra, tag, values);
             }
-            "GR" => body.push((k("grants"), Json::Array(values.into_iter().map(grant).collect()))),
-            "LID" => lids = values,
-            "AID" => aids = values,
-            _ => {
-                if tag == "BTI" {
-                    book_title = values.first().cloned();
-                }
-                add_extra(&mut extra, &tag_name, values); // not in the model: kept as it is
-            }
+            "GR" => write_array(body.key("grants"), values, write_grant),
+            "LID" | "AID" => {}
+            _ => add_extra(&mut extra, tag, values), // not in the model: kept as it is
         }
     }
-    if !people_fields.is_empty() {
-        people(people_fields, &mut body, &mut extra);
+    if !grouped.people.is_empty() {
+        write_people(&grouped.people, &mut body, &mut extra);
     }
-    if !journal.is_empty() {
-        body.push((k("journal"), Json::Object(journal)));
+    if !journal.is_empty() || issns.is_some() {
+        let mut object = Object::open(body.key("journal"));
+        for (key, value) in journal {
+            object.text(key, value);
+        }
+        if let Some(group) = issns {
+            let values = grouped.values(group);
+            write_array(object.key("issns"), values, |out, v| write_typed_value(out, v, false));
+        }
+        object.close();
     }
+    let lids: Vec<&str> = grouped.find("LID").map_or(vec![], |g| grouped.values(g).collect());
+    let aids: Vec<&str> = grouped.find("AID").map_or(vec![], |g| grouped.values(g).collect());
     if !lids.is_empty() || !aids.is_empty() {
-        article_ids(lids, aids, &mut body);
+        write_article_ids(&lids, &aids, &mut body);
     }
-    if !has(&body, "title") {
-        if let Some(title) = book_title {
-            body.push((k("title"), Json::Str(title))); // a book: its title is BTI
+    if !has_title {
+        if let Some(book) = grouped.find("BTI") {
+            // A book: its title is BTI.
+            body.text("title", grouped.values(book).next().unwrap_or_default());
         }
     }
     if !extra.is_empty() {
-        let entries = extra.into_iter().map(|(tag, values)| (tag, strings(values))).collect();
-        body.push((k("extra"), Json::Object(entries)));
+        let mut object = Object::open(body.key("extra"));
+        for (tag, values) in extra {
+            object.texts(tag, values);
+        }
+        object.close();
     }
-    Json::Object(body)
+    body.close();
+}
+
+fn add_extra_if_any<'f>(extra: &mut Extra<'f>, tag: &'f str, rest: impl Iterator<Item = &'f str>) {
+    let mut rest = rest.peekable();
+    if rest.peek().is_some() {
+        add_extra(extra, tag, rest);
+    }
 }

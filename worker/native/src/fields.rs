@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use memchr::{memchr, memchr_iter};
+
 use crate::pystr::{head, is_blank, strip_blanks};
 use crate::swar::has_single_spaces_only;
 
@@ -48,7 +50,7 @@ pub struct Format {
 /// The record's fields in order; the first is PMID.
 pub fn parse_fields<'a>(format: &'a Format, text: &'a str) -> Result<Vec<Field<'a>>, ParseError> {
     let body = strip_blanks(text);
-    let fields = if body.contains('\r') {
+    let fields = if memchr(b'\r', body.as_bytes()).is_some() {
         let unix = body.replace("\r\n", "\n").replace('\r', "\n");
         into_owned(split_fields(format, &unix)?)
     } else {
@@ -68,7 +70,16 @@ fn into_owned(fields: Vec<Field<'_>>) -> Vec<Field<'static>> {
 }
 
 fn split_fields<'a>(format: &'a Format, text: &'a str) -> Result<Vec<Field<'a>>, ParseError> {
-    let lines: Vec<&str> = text.split('\n').filter(|line| !is_blank_line(line)).collect();
+    let mut lines: Vec<&str> = Vec::with_capacity(128);
+    let mut start = 0;
+    for end in memchr_iter(b'\n', text.as_bytes()).chain(std::iter::once(text.len())) {
+        // Newlines are ASCII: every cut falls on a character boundary.
+        let line = &text[start..end];
+        if !is_blank_line(line) {
+            lines.push(line);
+        }
+        start = end + 1;
+    }
     if lines.is_empty() {
         return Err(ParseError::Empty);
     }

@@ -1,67 +1,11 @@
-//! The index body as a tree of JSON values, written compactly as UTF-8.
-
-use std::borrow::Cow;
+//! JSON strings, written compactly as UTF-8.
 
 use crate::swar::find_json_escape;
 
-/// A JSON value of the body. Objects keep their keys in insertion order.
-pub enum Json<'a> {
-    Str(Cow<'a, str>),
-    Int(i64),
-    Bool(bool),
-    Array(Vec<Json<'a>>),
-    Object(Object<'a>),
-}
-
-/// A JSON object: keys in the order they were set.
-pub type Object<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
-
-
-/// The value of `key` in `object`, if set.
-pub fn get_mut<'o, 'a>(object: &'o mut Object<'a>, key: &str) -> Option<&'o mut Json<'a>> {
-    object.iter_mut().find(|(k, _)| *k == key).map(|(_, v)| v)
-}
-
-/// Whether `object` has `key`.
-pub fn has(object: &Object<'_>, key: &str) -> bool {
-    object.iter().any(|(k, _)| *k == key)
-}
-
-/// `value` as compact JSON, appended to `out`.
-pub fn write(value: &Json<'_>, out: &mut Vec<u8>) {
-    match value {
-        Json::Str(text) => write_str(text, out),
-        Json::Int(number) => out.extend_from_slice(number.to_string().as_bytes()),
-        Json::Bool(true) => out.extend_from_slice(b"true"),
-        Json::Bool(false) => out.extend_from_slice(b"false"),
-        Json::Array(items) => {
-            out.push(b'[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write(item, out);
-            }
-            out.push(b']');
-        }
-        Json::Object(entries) => {
-            out.push(b'{');
-            for (n, (key, item)) in entries.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_str(key, out);
-                out.push(b':');
-                write(item, out);
-            }
-            out.push(b'}');
-        }
-    }
-}
-
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn write_str(text: &str, out: &mut Vec<u8>) {
+/// `text` as a JSON string, appended to `out`.
+pub fn write_str(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = text.as_bytes();
     let mut start = 0;

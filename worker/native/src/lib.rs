@@ -21,7 +21,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use body::{fields_to_body, Kind, Mapping};
+use body::{write_body, Kind, Mapping};
 use fields::{parse_fields, Format};
 
 create_exception!(
@@ -49,9 +49,9 @@ impl Parser {
         })
     }
 
-    fn body_bytes<'py>(&self, py: Python<'py>, fields: Vec<fields::Field<'_>>) -> Bound<'py, PyBytes> {
+    fn body_bytes<'py>(&self, py: Python<'py>, fields: &[fields::Field<'_>]) -> Bound<'py, PyBytes> {
         let mut out = Vec::with_capacity(BODY_CAPACITY);
-        json::write(&fields_to_body(&self.mapping, fields), &mut out);
+        write_body(&self.mapping, fields, &mut out);
         PyBytes::new(py, &out)
     }
 }
@@ -88,7 +88,7 @@ impl Parser {
     /// The record's index body as compact JSON. Raises ParseError.
     fn body_json<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyBytes>> {
         let found = self.parse(text)?;
-        Ok(self.body_bytes(py, found))
+        Ok(self.body_bytes(py, &found))
     }
 
     /// The index body of (tag, value) pairs, values already trimmed, as compact JSON.
@@ -98,7 +98,8 @@ impl Parser {
         fields: Vec<(String, String)>,
     ) -> Bound<'py, PyBytes> {
         let owned = fields.into_iter().map(|(tag, value)| (Cow::Owned(tag), Cow::Owned(value)));
-        self.body_bytes(py, owned.collect())
+        let owned: Vec<fields::Field<'_>> = owned.collect();
+        self.body_bytes(py, &owned)
     }
 }
 
