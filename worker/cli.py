@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from schemas.dead_letter import DEAD_LETTER_QUEUES, DeadLetter
 from schemas.job import JobSummary
 from schemas.messages import BatchMessage
+from worker import native
 from worker.errors import ConfigurationError, MedlineIngestError
 from worker.settings import Settings, get_settings, redact_url
 
@@ -298,6 +299,8 @@ def worker(
     from worker.log_setup import configure_logging
 
     settings = _settings()
+    # MEDLINE_PARSER=native without the compiled parser: refuse now, not at the first batch.
+    native.enabled()
 
     @setup_logging.connect
     def _use_our_logging(**_: Any) -> None:

@@ -253,3 +253,24 @@ def test_any_stream_splits_into_the_same_records(
     data = "".join(pieces).encode("utf-8", errors="surrogateescape") + noise
     expected = python_records(data, chunk_size, max_record_bytes)
     assert compiled_records(data, chunk_size, max_record_bytes) == expected
+
+
+def test_a_worker_insisting_on_the_compiled_parser_refuses_to_start_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from worker.cli import main
+    from worker.settings import get_settings
+
+    monkeypatch.setattr(native, "_native", None)
+    monkeypatch.setenv("MEDLINE_PARSER", "native")
+    get_settings.cache_clear()
+    native.enabled.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["worker"])
+    finally:
+        get_settings.cache_clear()
+        native.enabled.cache_clear()
+    assert result.exit_code == 2
+    assert "MEDLINE_PARSER=native but the compiled parser is not built" in result.output

@@ -11,6 +11,7 @@
 //! citation has some 25 objects and 100 strings, and allocating each was a third of the time.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::dates::{compact_date_iso, history_iso, publication_date_iso, stamp_iso};
 use crate::fields::Field;
@@ -51,6 +52,34 @@ pub fn tag_key(tag: &str) -> Option<u32> {
     Some(bytes.iter().fold(0u32, |key, byte| (key << 8) | u32::from(*byte)))
 }
 
+/// A hasher for tag keys (small integers): one multiplication, where SipHash took longer
+/// than the rest of a lookup.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u8(*byte);
+        }
+    }
+    fn write_u8(&mut self, byte: u8) {
+        self.write_u64(u64::from(byte));
+    }
+    fn write_u32(&mut self, key: u32) {
+        self.write_u64(u64::from(key));
+    }
+    fn write_u64(&mut self, key: u64) {
+        self.0 = (self.0.rotate_left(5) ^ key).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// Tag key → a value, hashed by [`KeyHasher`].
+type KeyMap<V> = HashMap<u32, V, BuildHasherDefault<KeyHasher>>;
+
 fn same_tag(a: (Option<u32>, &str), b: (Option<u32>, &str)) -> bool {
     match (a.0, b.0) {
         (Some(x), Some(y)) => x == y,
@@ -60,24 +89,29 @@ fn same_tag(a: (Option<u32>, &str), b: (Option<u32>, &str)) -> bool {
 
 /// The table of simply mapped tags, given by Python (`worker.documents.SIMPLE_TAGS`).
 pub struct Mapping {
-    /// (tag key, tag, kind, document field).
-    simple: Vec<(Option<u32>, String, Kind, String)>,
+    /// Tags of up to four bytes, by key, and any others by name: (kind, document field).
+    by_key: KeyMap<(Kind, String)>,
+    by_name: HashMap<String, (Kind, String)>,
 }
 
 impl Mapping {
     pub fn new(simple: HashMap<String, (Kind, String)>) -> Mapping {
-        let simple = simple
-            .into_iter()
-            .map(|(tag, (kind, field))| (tag_key(&tag), tag, kind, field))
-            .collect();
-        Mapping { simple }
+        let mut mapping = Mapping { by_key: KeyMap::default(), by_name: HashMap::new() };
+        for (tag, entry) in simple {
+            match tag_key(&tag) {
+                Some(key) => mapping.by_key.insert(key, entry),
+                None => mapping.by_name.insert(tag, entry),
+            };
+        }
+        mapping
     }
 
     fn simple(&self, key: Option<u32>, tag: &str) -> Option<(Kind, &str)> {
-        self.simple
-            .iter()
-            .find(|entry| same_tag((entry.0, &entry.1), (key, tag)))
-            .map(|entry| (entry.2, entry.3.as_str()))
+        let entry = match key {
+            Some(key) => self.by_key.get(&key),
+            None => self.by_name.get(tag),
+        };
+        entry.map(|(kind, field)| (*kind, field.as_str()))
     }
 }
 
@@ -397,6 +431,8 @@ impl<'f> Grouped<'f> {
     fn new(fields: &'f [Field<'f>]) -> Grouped<'f> {
         let mut next = vec![END; fields.len()];
         let mut groups: Vec<Group<'f>> = Vec::with_capacity(32);
+        // Group of each tag key (tags that have no key are looked for one by one).
+        let mut index: KeyMap<usize> = KeyMap::with_capacity_and_hasher(64, Default::default());
         let mut people = vec![];
         for (at, (tag, value)) in fields.iter().enumerate() {
             let tag: &'f str = tag;
@@ -405,12 +441,22 @@ impl<'f> Grouped<'f> {
                 people.push((tag, value.as_ref()));
                 continue;
             }
-            match groups.iter_mut().find(|g| same_tag((g.key, g.tag), (key, tag))) {
-                Some(group) => {
+            let found = match key {
+                Some(key) => index.get(&key).copied(),
+                None => groups.iter().position(|g| g.key.is_none() && g.tag == tag),
+            };
+            match found {
+                Some(number) => {
+                    let group = &mut groups[number];
                     next[group.last] = at;
                     group.last = at;
                 }
-                None => groups.push(Group { key, tag, first: at, last: at }),
+                None => {
+                    if let Some(key) = key {
+                        index.insert(key, groups.len());
+                    }
+                    groups.push(Group { key, tag, first: at, last: at });
+                }
             }
         }
         Grouped { fields, next, groups, people }
