@@ -70,30 +70,33 @@ fn into_owned(fields: Vec<Field<'_>>) -> Vec<Field<'static>> {
 }
 
 fn split_fields<'a>(format: &'a Format, text: &'a str) -> Result<Vec<Field<'a>>, ParseError> {
-    let mut lines: Vec<&str> = Vec::with_capacity(128);
+    // The lines that are not blank, each with its field head if it has one.
+    let mut lines: Vec<Line<'a>> = Vec::with_capacity(128);
     let mut start = 0;
+    let mut structured = 0; // lines after the first that start with a tag or an indent
     for end in memchr_iter(b'\n', text.as_bytes()).chain(std::iter::once(text.len())) {
         // Newlines are ASCII: every cut falls on a character boundary.
         let line = &text[start..end];
-        if !is_blank_line(line) {
-            lines.push(line);
-        }
         start = end + 1;
+        if is_blank_line(line) {
+            continue;
+        }
+        let head = field_head(line);
+        if !lines.is_empty() && (head.is_some() || line.starts_with([' ', '\t'])) {
+            structured += 1;
+        }
+        lines.push((line, head));
     }
     if lines.is_empty() {
         return Err(ParseError::Empty);
     }
-    let rest = &lines[1..];
-    let structured = rest
-        .iter()
-        .filter(|line| line.starts_with([' ', '\t']) || field_head(line).is_some())
-        .count();
+    let rest = lines.len() - 1;
     // One line, or lines that mostly do not start with a tag or an indent (collapsed text
     // wrapped at some width): no line structure to go by, split at known tags.
-    if rest.is_empty() || 2 * structured < rest.len() {
+    if rest == 0 || 2 * structured < rest {
         let mut joined = String::with_capacity(text.len());
         let mut pending = false;
-        for line in &lines {
+        for (line, _) in &lines {
             push_collapsed(&mut joined, line, &mut pending);
             pending = true;
         }
@@ -101,6 +104,9 @@ fn split_fields<'a>(format: &'a Format, text: &'a str) -> Result<Vec<Field<'a>>,
     }
     line_fields(format, &lines)
 }
+
+/// A line and its field head (see [`field_head`]).
+type Line<'a> = (&'a str, Option<(usize, usize)>);
 
 /// (tag length, start of the value) when `line` starts with a field head: 2 to 4 capitals,
 /// optional spaces, `-`, then a space or the end of the line.
@@ -181,7 +187,7 @@ fn is_blank_line(line: &str) -> bool {
     line.bytes().all(is_blank)
 }
 
-fn line_fields<'a>(format: &'a Format, lines: &[&'a str]) -> Result<Vec<Field<'a>>, ParseError> {
+fn line_fields<'a>(format: &'a Format, lines: &[Line<'a>]) -> Result<Vec<Field<'a>>, ParseError> {
     let mut fields: Vec<Field<'a>> = Vec::with_capacity(lines.len());
     // The value being read: its first piece, and the joined text once a second one comes.
     let mut first: Option<&'a str> = None;
@@ -199,8 +205,8 @@ fn line_fields<'a>(format: &'a Format, lines: &[&'a str]) -> Result<Vec<Field<'a
         };
         (Cow::Borrowed(tag), value)
     };
-    for &line in lines {
-        if let Some((letters, value_at)) = field_head(line) {
+    for &(line, field_start) in lines {
+        if let Some((letters, value_at)) = field_start {
             if let Some(piece) = first.take() {
                 fields.push(finish(tag, piece, joined.take()));
             }

@@ -2,19 +2,23 @@
 //! need work (blanks other than single spaces; characters JSON escapes), so that plain text
 //! is skipped fast.
 
+#[cfg(not(target_arch = "x86_64"))]
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 
 /// Each byte of `x` repeated across a word.
+#[cfg(not(target_arch = "x86_64"))]
 const fn splat(byte: u8) -> u64 {
     0x0101_0101_0101_0101 * byte as u64
 }
 
 /// The high bit of each byte of `x` that is zero, and of no other (exact, no carries).
+#[cfg(not(target_arch = "x86_64"))]
 #[inline]
 fn zero_bytes(x: u64) -> u64 {
     !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
 }
 
+#[cfg(not(target_arch = "x86_64"))]
 /// The high bit of each byte below 0x20 (control characters, among them every blank but
 /// the space).
 #[inline]
@@ -22,6 +26,7 @@ fn control_bytes(x: u64) -> u64 {
     zero_bytes(x & splat(0xe0))
 }
 
+#[cfg(not(target_arch = "x86_64"))]
 #[inline]
 fn word(bytes: &[u8], at: usize) -> u64 {
     let mut buffer = [0u8; 8];
@@ -43,6 +48,7 @@ pub fn find_json_escape(bytes: &[u8], from: usize) -> Option<usize> {
             at += 16;
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
     while at + 8 <= bytes.len() {
         let x = word(bytes, at);
         let mask = zero_bytes(x ^ splat(b'"')) | zero_bytes(x ^ splat(b'\\')) | control_bytes(x);
@@ -51,8 +57,22 @@ pub fn find_json_escape(bytes: &[u8], from: usize) -> Option<usize> {
         }
         at += 8;
     }
-    (at..bytes.len()).find(|&i| matches!(bytes[i], b'"' | b'\\' | 0x00..=0x1f))
+    // The tail (and most strings are short): a table lookup per byte.
+    bytes[at..].iter().position(|b| NEEDS_ESCAPE[*b as usize]).map(|found| at + found)
 }
+
+/// The bytes JSON escapes in a string.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 /// Whether `bytes` has no control character and no two spaces in a row: text whose blanks
 /// are single spaces already.
@@ -70,6 +90,7 @@ pub fn has_single_spaces_only(bytes: &[u8]) -> bool {
             at += 16;
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
     while at + 8 <= bytes.len() {
         let x = word(bytes, at);
         let spaces = zero_bytes(x ^ splat(b' '));
