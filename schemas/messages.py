@@ -1,4 +1,10 @@
-"""Messages that cross the Redis broker. Only JSON crosses it; these models are its shape."""
+"""Messages that cross the Redis broker. Only JSON crosses it; these models are its shape.
+
+The broker carries a :class:`BatchRef` per batch; the batch itself (:class:`BatchMessage`, the
+raw records) is written once, to the job's pending hash in Redis, before its reference is
+published (see :mod:`worker.jobs`). A worker still accepts a whole :class:`BatchMessage` as a
+task argument, which is what producers before the reference sent.
+"""
 
 from __future__ import annotations
 
@@ -32,3 +38,11 @@ class BatchMessage(BaseModel):
     replay_of: str | None = Field(
         None, description="Dead-letter entry id when the batch replays a dead letter."
     )
+
+
+class BatchRef(BaseModel):
+    """What the broker carries for a batch: its ids. The worker reads the batch itself from the
+    job's pending hash, where the producer put it before publishing this reference."""
+
+    job_id: str
+    batch_id: str

@@ -20,7 +20,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 
-from schemas.messages import BatchMessage
+from schemas.messages import BatchMessage, BatchRef
 from worker.redis_client import broker_url_with_password
 from worker.settings import Settings, crontab_fields, get_settings
 
@@ -122,11 +122,15 @@ app = make_app(get_settings())
 
 
 def batch_publisher(settings: Settings) -> Callable[[BatchMessage], None]:
-    """A function that sends a batch to the ingest task on ``settings.ingest_queue``."""
+    """A function that sends a batch to the ingest task on ``settings.ingest_queue``.
+
+    Only the batch's :class:`~schemas.messages.BatchRef` goes on the broker: the caller must
+    have stored the batch with :meth:`worker.jobs.JobStore.track_pending` first, which every
+    producer does anyway (it is what the reaper recovers lost batches from).
+    """
 
     def publish(batch: BatchMessage) -> None:
-        app.send_task(
-            INGEST_TASK, args=[batch.model_dump(mode="json")], queue=settings.ingest_queue
-        )
+        ref = BatchRef(job_id=batch.job_id, batch_id=batch.batch_id)
+        app.send_task(INGEST_TASK, args=[ref.model_dump()], queue=settings.ingest_queue)
 
     return publish

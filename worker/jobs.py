@@ -15,9 +15,13 @@ Keys, under ``settings.key_prefix`` (default ``medline``):
 - ``{p}:jobs``                         sorted set of job ids by start time
 - ``{p}:dlq:{queue}``                  dead-letter lists (see :mod:`worker.dead_letters`)
 
-The pending copy of each batch is the safety net under the broker: kombu's Redis transport
-pops a message before it records it as unacknowledged, so a worker killed in between loses
-it. :mod:`worker.reaper` re-publishes batches that are pending but nowhere in the broker.
+The pending hash holds the only copy of each batch's records: the broker carries just a
+:class:`~schemas.messages.BatchRef`, and the worker reads the batch from here
+(:meth:`JobStore.pending_batch`), so the raw text crosses Redis once each way instead of being
+base64- and JSON-encoded into a broker message, copied to kombu's unacked hash and decoded again.
+It is also the safety net under the broker: kombu's Redis transport pops a message before it
+records it as unacknowledged, so a worker killed in between loses it, and
+:mod:`worker.reaper` re-publishes batches that are pending but nowhere in the broker.
 """
 
 from __future__ import annotations
@@ -151,7 +155,8 @@ class JobStore:
         self.redis.zadd(self.settings.key("jobs"), {job_id: time.time()})
 
     def track_pending(self, batch: BatchMessage) -> None:
-        """Keep a copy of ``batch`` until its outcome is committed; call before publishing."""
+        """Store ``batch`` until its outcome is committed; call before publishing its reference
+        (the worker reads the records from here)."""
         pipe = self.redis.pipeline()
         pipe.hset(self.pending_key(batch.job_id), batch.batch_id, batch.model_dump_json())
         member = self.inflight_member(batch.job_id, batch.batch_id)
@@ -164,6 +169,11 @@ class JobStore:
         return [tuple(m.decode().split("\t", 1)) for m in members]  # type: ignore[misc]
 
     def pending_batch(self, job_id: str, batch_id: str) -> BatchMessage | None:
+        """The batch as the producer tracked it, or None once its outcome is committed (or
+        if it never was tracked).
+
+        :raises pydantic.ValidationError: the stored copy is not a batch.
+        """
         raw = self.redis.hget(self.pending_key(job_id), batch_id)
         return BatchMessage.model_validate_json(raw) if raw else None
 

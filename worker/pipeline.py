@@ -23,7 +23,7 @@ from elasticsearch import Elasticsearch
 from schemas.dead_letter import DeadLetter, FieldError
 from schemas.deletion import Deletion
 from schemas.document import Document
-from schemas.messages import BatchMessage, RawRecord, RecordFormat
+from schemas.messages import BatchMessage, BatchRef, RawRecord, RecordFormat
 from worker.bulk_indexer import (
     BulkAction,
     BulkLimits,
@@ -58,6 +58,36 @@ def _parsers() -> dict[RecordFormat, RecordParser]:
 
 
 PARSERS = _parsers()
+
+
+class MissingBatchError(Exception):
+    """A task message names a batch that is neither pending in Redis nor committed: its records
+    were removed from the job's pending hash by something other than its commit."""
+
+
+def load_batch(jobs: JobStore, message: Any) -> BatchMessage | None:
+    """The batch that a task message stands for.
+
+    :param message: a :class:`~schemas.messages.BatchRef` (what producers publish; the batch
+        is read from the job's pending hash) or a whole :class:`BatchMessage` (what producers
+        published before references, still accepted).
+    :returns: None when the referenced batch's outcome is committed already (a redelivery).
+    :raises pydantic.ValidationError: the message, or the stored batch, is not a batch.
+    :raises MissingBatchError: the referenced batch is neither pending nor committed.
+    :raises redis.RedisError: Redis is unreachable; nothing was changed.
+    """
+    if isinstance(message, dict) and "records" in message:
+        return BatchMessage.model_validate(message)
+    ref = BatchRef.model_validate(message)
+    batch = jobs.pending_batch(ref.job_id, ref.batch_id)
+    if batch is not None:
+        return batch
+    if jobs.batch_done(ref.job_id, ref.batch_id):
+        return None
+    raise MissingBatchError(
+        f"batch {ref.batch_id} of job {ref.job_id} is neither pending nor committed: its "
+        "records are no longer in Redis"
+    )
 
 
 @dataclass

@@ -18,6 +18,7 @@ from celery import Task
 from celery.exceptions import Reject, Retry
 from celery.signals import worker_process_init, worker_ready
 from pydantic import ValidationError
+from redis import RedisError
 
 from schemas.dead_letter import DeadLetter
 from schemas.messages import BatchMessage, RawRecord
@@ -36,7 +37,13 @@ from worker.metrics import (
     observe_unreadable,
     retry_cause,
 )
-from worker.pipeline import BatchReport, exhausted_outcome, process_batch
+from worker.pipeline import (
+    BatchReport,
+    MissingBatchError,
+    exhausted_outcome,
+    load_batch,
+    process_batch,
+)
 from worker.reaper import reap_lost_batches
 from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import Settings
@@ -121,12 +128,20 @@ def _wait_below_high_water(rt: Runtime) -> None:
         time.sleep(PAUSE_POLL)
 
 
-def _dead_letter_unreadable(rt: Runtime, message: Any, exc: ValidationError) -> None:
+def _not_a_batch(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return (
+        f"message is not a batch: {exc.error_count()} problems, first: "
+        f"{first['msg']} at {'.'.join(map(str, first['loc']))}"
+    )
+
+
+def _dead_letter_unreadable(rt: Runtime, message: Any, reason: str) -> None:
+    """Keep a message that yields no batch as a ``malformed`` dead letter of its own job."""
     text = orjson.dumps(message, default=str).decode()
     entry = DeadLetter(
         queue="malformed",
-        reason=f"message is not a batch: {exc.error_count()} problems, first: "
-        f"{exc.errors()[0]['msg']} at {'.'.join(map(str, exc.errors()[0]['loc']))}",
+        reason=reason,
         job_id=UNREADABLE_JOB,
         batch_id=f"unreadable-{time.time_ns()}",
         source="broker",
@@ -184,17 +199,34 @@ def ingest_batch(
 ) -> None:
     """Parse, validate and index one batch; see :func:`worker.pipeline.process_batch`.
 
+    :param message: the batch's :class:`~schemas.messages.BatchRef` (or, from older producers,
+        the whole batch); see :func:`worker.pipeline.load_batch`.
     :param first_failure_at: when the batch first failed as a whole (epoch seconds); carried
         from retry to retry so the retry budget is measured in wall-clock time.
     """
     rt = get_runtime()
+    retries = self.request.retries
     try:
-        batch = BatchMessage.model_validate(message)
+        batch = load_batch(rt.jobs, message)
     except ValidationError as exc:
-        _dead_letter_unreadable(rt, message, exc)
+        _dead_letter_unreadable(rt, message, _not_a_batch(exc))
+        return
+    except MissingBatchError as exc:
+        _dead_letter_unreadable(rt, message, str(exc))
+        return
+    except RedisError as exc:
+        # The batch is still pending (nothing was read or changed): try again later.
+        raise self.retry(
+            args=[message],
+            kwargs={"first_failure_at": first_failure_at},
+            exc=exc,
+            countdown=retry_delay(retries, rt.settings),
+        ) from exc
+    if batch is None:
+        log.info("batch already committed; redelivery ignored: %s", message)
+        observe_batch(BatchOutcome(), committed=False, duration_s=0.0)
         return
     _wait_below_high_water(rt)
-    retries = self.request.retries
     try:
         if not rt.index_ready:
             ensure_index(rt.es, rt.settings)

@@ -1,0 +1,53 @@
+"""What a task message stands for: the broker carries a reference, the batch is read from the
+job's pending hash (fakeredis)."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+from pydantic import ValidationError
+
+from schemas.messages import BatchMessage, BatchRef, RawRecord
+from worker.jobs import BatchOutcome, JobStore
+from worker.pipeline import MissingBatchError, load_batch
+from worker.settings import Settings
+
+
+@pytest.fixture
+def jobs() -> JobStore:
+    return JobStore(fakeredis.FakeRedis(), Settings(key_prefix="t"))
+
+
+BATCH = BatchMessage(
+    job_id="j",
+    batch_id="j:000001",
+    source="a.txt",
+    records=[RawRecord(offset=0, text="PMID- 1\nTI  - x"), RawRecord(offset=17, text="PMID- 2")],
+)
+REF = BatchRef(job_id="j", batch_id="j:000001").model_dump()
+
+
+def test_a_reference_is_read_from_the_pending_hash(jobs: JobStore) -> None:
+    jobs.track_pending(BATCH)
+    assert load_batch(jobs, REF) == BATCH
+
+
+def test_a_reference_to_a_committed_batch_is_a_redelivery(jobs: JobStore) -> None:
+    jobs.track_pending(BATCH)
+    jobs.commit_batch("j", "j:000001", BatchOutcome(indexed=2))
+    assert load_batch(jobs, REF) is None
+
+
+def test_a_reference_to_a_batch_that_is_nowhere_is_an_error_that_names_it(jobs: JobStore) -> None:
+    with pytest.raises(MissingBatchError, match="j:000001 of job j"):
+        load_batch(jobs, REF)
+
+
+def test_a_whole_batch_from_an_older_producer_is_still_accepted(jobs: JobStore) -> None:
+    assert load_batch(jobs, BATCH.model_dump(mode="json")) == BATCH
+
+
+@pytest.mark.parametrize("message", [{"job_id": "j"}, ["j", "b"], "j:1", {"records": 3}])
+def test_anything_else_is_not_a_batch(jobs: JobStore, message: object) -> None:
+    with pytest.raises(ValidationError):
+        load_batch(jobs, message)
