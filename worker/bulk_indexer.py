@@ -5,7 +5,12 @@ promises need: items answered with 5xx are retried like 429s (a shard relocating
 transient as a full queue), and every item ends in exactly one outcome (written, stale,
 rejected) or the whole call raises :class:`TransientBulkError`, which the task retries.
 
-Documents are serialised once, by the caller, to bytes; this module never re-encodes them.
+Documents are serialised once, by the caller, to bytes; this module never re-encodes them: a
+request body is one ``bytes`` joined from each action's header and source, and the response
+is filtered to each item's status and error.
+
+:class:`BulkWriter` sends chunks from background threads while the caller parses the next
+ones, so Elasticsearch is kept busy while the worker's CPU does the parsing.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
+from types import TracebackType
 from typing import Any, Literal
 
 import elastic_transport
@@ -24,6 +32,12 @@ from elasticsearch import ApiError, Elasticsearch
 RETRYABLE_ITEM_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Status of an item refused by external versioning: the index holds a newer revision.
 VERSION_CONFLICT = 409
+#: The parts of a _bulk response the indexer reads; the rest (ids, versions, shards, seq_no)
+#: would be serialised by Elasticsearch and parsed here for nothing.
+BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
+#: _bulk requests a :class:`BulkWriter` keeps in flight: one being indexed while the caller
+#: parses the next chunk, and one more to cover Elasticsearch's per-request translog sync.
+BULK_IN_FLIGHT = 2
 
 Operation = Literal["index", "delete"]
 
@@ -40,19 +54,36 @@ class BulkAction:
     #: The caller's handle, returned with the result (e.g. the record's position in its batch).
     ref: Any = None
 
-    def lines(self) -> list[bytes]:
+    @cached_property
+    def header(self) -> bytes:
+        """The action's metadata line, without its newline."""
         meta: dict[str, Any] = {"_id": self.doc_id}
         if self.version is not None:
             meta["version"] = self.version
             meta["version_type"] = "external_gte"
-        header = orjson.dumps({self.op: meta})
+        return orjson.dumps({self.op: meta})
+
+    def lines(self) -> list[bytes]:
         if self.op == "index":
             assert self.source is not None
-            return [header, self.source]
-        return [header]
+            return [self.header, self.source]
+        return [self.header]
 
     def size(self) -> int:
-        return sum(len(line) + 1 for line in self.lines())
+        """Bytes the action takes in a request body, newlines included."""
+        if self.op == "index":
+            assert self.source is not None
+            return len(self.header) + len(self.source) + 2
+        return len(self.header) + 1
+
+
+def request_body(chunk: Sequence[BulkAction]) -> bytes:
+    """The NDJSON body of a _bulk request for ``chunk``, in one piece."""
+    parts: list[bytes] = []
+    for action in chunk:
+        parts += action.lines()
+    parts.append(b"")
+    return b"\n".join(parts)
 
 
 @dataclass
@@ -64,6 +95,14 @@ class BulkResult:
     rejected: list[tuple[BulkAction, int, dict[str, Any]]] = field(default_factory=list)
     requests: int = 0
     item_retries: int = 0
+
+    def merge(self, other: BulkResult) -> None:
+        """Add the outcomes of ``other`` (later writes of the same batch)."""
+        self.written += other.written
+        self.stale += other.stale
+        self.rejected += other.rejected
+        self.requests += other.requests
+        self.item_retries += other.item_retries
 
 
 class TransientBulkError(Exception):
@@ -130,23 +169,98 @@ def bulk_write(
     """
     result = BulkResult()
     for chunk in chunk_actions(actions, limits.chunk_docs, limits.chunk_bytes):
-        pending = chunk
-        attempt = 0
-        while pending:
-            retry = _send_chunk(client, index, pending, result, observe)
-            if not retry:
-                break
-            if attempt >= limits.item_retries:
-                statuses = sorted({status for _, status in retry})
-                raise TransientBulkError(
-                    f"{len(retry)} documents still answered {statuses} by Elasticsearch "
-                    f"after {attempt} retries"
-                )
-            sleep(backoff_delay(attempt, limits.backoff_initial, limits.backoff_max))
-            attempt += 1
-            result.item_retries += len(retry)
-            pending = [action for action, _ in retry]
+        result.merge(_write_chunk(client, index, chunk, limits, sleep, observe))
     return result
+
+
+def _write_chunk(
+    client: Elasticsearch,
+    index: str,
+    chunk: list[BulkAction],
+    limits: BulkLimits,
+    sleep: Callable[[float], None],
+    observe: RequestObserver | None,
+) -> BulkResult:
+    """Write one chunk, retrying its 429/5xx items; see :func:`bulk_write` for the failures."""
+    result = BulkResult()
+    pending = chunk
+    attempt = 0
+    while pending:
+        retry = _send_chunk(client, index, pending, result, observe)
+        if not retry:
+            break
+        if attempt >= limits.item_retries:
+            statuses = sorted({status for _, status in retry})
+            raise TransientBulkError(
+                f"{len(retry)} documents still answered {statuses} by Elasticsearch "
+                f"after {attempt} retries"
+            )
+        sleep(backoff_delay(attempt, limits.backoff_initial, limits.backoff_max))
+        attempt += 1
+        result.item_retries += len(retry)
+        pending = [action for action, _ in retry]
+    return result
+
+
+class BulkWriter:
+    """Writes chunks of actions from background threads, ``in_flight`` at a time, so that the
+    caller can prepare the next chunk while Elasticsearch indexes the previous ones.
+
+    Use as a context manager: :meth:`submit` as actions become ready, then :meth:`result`.
+    Leaving the block waits for every chunk sent (none is abandoned half-written).
+
+    :param in_flight: most _bulk requests (with their item retries) at a time.
+    Other parameters as for :func:`bulk_write`.
+    """
+
+    def __init__(
+        self,
+        client: Elasticsearch,
+        index: str,
+        limits: BulkLimits,
+        *,
+        in_flight: int = BULK_IN_FLIGHT,
+        sleep: Callable[[float], None] = time.sleep,
+        observe: RequestObserver | None = None,
+    ) -> None:
+        self._write = lambda chunk: _write_chunk(client, index, chunk, limits, sleep, observe)
+        self._limits = limits
+        self._pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="medline-bulk")
+        self._sent: list[Future[BulkResult]] = []
+
+    def __enter__(self) -> BulkWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=exc is not None)
+
+    def submit(self, actions: Iterable[BulkAction]) -> None:
+        """Queue ``actions`` for writing, in chunks by ``limits``; returns at once."""
+        limits = self._limits
+        for chunk in chunk_actions(actions, limits.chunk_docs, limits.chunk_bytes):
+            self._sent.append(self._pool.submit(self._write, chunk))
+
+    def result(self) -> BulkResult:
+        """Wait for every chunk submitted; their outcomes, in submission order.
+
+        :raises TransientBulkError: as :func:`bulk_write`, once every chunk has finished (the
+            first failure is raised; chunks written meanwhile stay written, harmlessly).
+        """
+        result = BulkResult()
+        failure: BaseException | None = None
+        for future in self._sent:
+            try:
+                result.merge(future.result())
+            except Exception as exc:  # wait for the other chunks before raising
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return result
 
 
 def _send_chunk(
@@ -157,12 +271,14 @@ def _send_chunk(
     observe: RequestObserver | None,
 ) -> list[tuple[BulkAction, int]]:
     """Send one chunk; sort its items into ``result``; return the items to retry."""
-    lines = [line for action in chunk for line in action.lines()]
+    body = request_body(chunk)
     started = time.perf_counter()
     try:
         # require_alias: writing to a missing alias must fail, not auto-create a concrete index
         # with dynamic mappings that would then block the real index and alias.
-        response = client.bulk(operations=lines, index=index, require_alias=True)
+        response = client.bulk(
+            operations=body, index=index, require_alias=True, filter_path=BULK_FILTER_PATH
+        )
     except ApiError as exc:
         if exc.meta.status in RETRYABLE_ITEM_STATUSES:
             raise TransientBulkError(
@@ -172,8 +288,12 @@ def _send_chunk(
     except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
         raise TransientBulkError(f"Elasticsearch unreachable: {exc.message}") from exc
     if observe is not None:
-        observe(sum(len(line) + 1 for line in lines), time.perf_counter() - started)
+        observe(len(body), time.perf_counter() - started)
     result.requests += 1
+    if response["errors"] is False:
+        # No item carries an error: every one is written (a delete may have found nothing).
+        result.written += chunk
+        return []
 
     retry: list[tuple[BulkAction, int]] = []
     for action, item in zip(chunk, response["items"], strict=True):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,8 @@ from schemas.messages import BatchMessage, BatchRef, RawRecord, RecordFormat
 from worker.bulk_indexer import (
     BulkAction,
     BulkLimits,
+    BulkResult,
+    BulkWriter,
     RequestObserver,
     TransientBulkError,
     bulk_write,
@@ -108,6 +110,12 @@ class ParsedBatch:
     deletions: list[Deletion]
     dead_letters: list[DeadLetter]
 
+    def extend(self, other: ParsedBatch) -> None:
+        """Append the records of ``other`` (a later part of the same batch)."""
+        self.documents += other.documents
+        self.deletions += other.deletions
+        self.dead_letters += other.dead_letters
+
 
 def _utf8_size(text: str, limit: int) -> int:
     # UTF-8 takes at most 4 bytes a character: short texts need no encoding to be measured.
@@ -135,11 +143,18 @@ def parse_batch(batch: BatchMessage, max_record_bytes: int) -> ParsedBatch:
     Never raises for bad input: a record that is too large, not MEDLINE, or invalid becomes a
     ``malformed`` dead letter with its raw text, and the rest of the batch goes on.
     """
+    return parse_records(batch, batch.records, max_record_bytes)
+
+
+def parse_records(
+    batch: BatchMessage, records: Iterable[RawRecord], max_record_bytes: int
+) -> ParsedBatch:
+    """Parse and validate ``records``, a part of ``batch``; as :func:`parse_batch`."""
     parse = PARSERS.get(batch.format)
     parsed: list[ParsedRecord] = []
     deletions: list[Deletion] = []
     dead: list[DeadLetter] = []
-    for raw in batch.records:
+    for raw in records:
         size = _utf8_size(raw.text, max_record_bytes)
         if size > max_record_bytes:
             dead.append(
@@ -184,7 +199,45 @@ def index_records(
 
     :raises TransientBulkError: see :func:`worker.bulk_indexer.bulk_write`.
     """
-    actions = [
+    result = bulk_write(client, index, bulk_actions(parsed), limits, observe=observe)
+    return outcome_of(batch, parsed, result)
+
+
+def parse_and_index(
+    client: Elasticsearch,
+    index: str,
+    batch: BatchMessage,
+    max_record_bytes: int,
+    limits: BulkLimits,
+    observe: RequestObserver | None = None,
+) -> tuple[ParsedBatch, BatchOutcome]:
+    """Parse the batch a bulk chunk at a time and write each chunk while parsing the next, so
+    that Elasticsearch indexes while this process parses; the same outcome as
+    :func:`parse_batch` followed by :func:`index_records`.
+
+    Deletions are written after every document, as :func:`index_records` does, so a citation
+    indexed and deleted in the same batch ends deleted. Documents of different chunks are
+    written concurrently; two revisions of one PMID are ordered by their external version.
+
+    :raises TransientBulkError: see :func:`worker.bulk_indexer.bulk_write`; raised once every
+        chunk sent has finished.
+    """
+    parsed = ParsedBatch([], [], [])
+    records = batch.records
+    step = max(1, limits.chunk_docs)
+    with BulkWriter(client, index, limits, observe=observe) as writer:
+        for start in range(0, len(records), step):
+            part = parse_records(batch, records[start : start + step], max_record_bytes)
+            writer.submit(index_actions(part))
+            parsed.extend(part)
+        result = writer.result()
+    result.merge(bulk_write(client, index, delete_actions(parsed), limits, observe=observe))
+    return parsed, outcome_of(batch, parsed, result)
+
+
+def index_actions(parsed: ParsedBatch) -> list[BulkAction]:
+    """The writes of ``parsed``'s documents, versioned by their revision."""
+    return [
         BulkAction(
             op="index",
             doc_id=record.document.pmid,
@@ -194,8 +247,24 @@ def index_records(
         )
         for record in parsed.documents
     ]
-    actions += [BulkAction(op="delete", doc_id=d.pmid, ref=d) for d in parsed.deletions]
-    result = bulk_write(client, index, actions, limits, observe=observe)
+
+
+def delete_actions(parsed: ParsedBatch) -> list[BulkAction]:
+    """The deletes of ``parsed``'s DeleteCitation entries."""
+    return [BulkAction(op="delete", doc_id=d.pmid, ref=d) for d in parsed.deletions]
+
+
+def bulk_actions(parsed: ParsedBatch) -> list[BulkAction]:
+    """The writes for ``parsed``: its documents, then its deletions."""
+    return index_actions(parsed) + delete_actions(parsed)
+
+
+def outcome_of(batch: BatchMessage, parsed: ParsedBatch, result: BulkResult) -> BatchOutcome:
+    """The batch's outcome from the bulk results: counts, then the malformed records' dead
+    letters and a ``rejected`` one for each document Elasticsearch refused.
+
+    :raises TransientBulkError: Elasticsearch refused a delete (only a broken cluster does).
+    """
     outcome = BatchOutcome(
         indexed=sum(1 for a in result.written if a.op == "index"),
         deleted=sum(1 for a in result.written if a.op == "delete"),
@@ -291,7 +360,6 @@ def process_batch(
             batch.batch_id, records, outcome, committed, time.perf_counter() - started
         )
 
-    parsed = parse_batch(batch, settings.max_record_bytes)
     limits = BulkLimits(
         chunk_docs=settings.bulk_chunk_docs,
         chunk_bytes=settings.bulk_chunk_bytes,
@@ -299,7 +367,9 @@ def process_batch(
         backoff_initial=settings.item_backoff_initial,
         backoff_max=settings.item_backoff_max,
     )
-    outcome = index_records(client, settings.index, batch, parsed, limits, observe)
+    parsed, outcome = parse_and_index(
+        client, settings.index, batch, settings.max_record_bytes, limits, observe
+    )
     committed = jobs.commit_batch(batch.job_id, batch.batch_id, outcome)
     return BatchReport(
         batch.batch_id,

@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 
 from worker.bulk_indexer import (
+    BULK_FILTER_PATH,
     BulkAction,
     BulkLimits,
+    BulkWriter,
     TransientBulkError,
     backoff_delay,
     bulk_write,
     chunk_actions,
+    request_body,
 )
 
 
@@ -31,9 +34,14 @@ class ScriptedClient:
         self.rounds = list(rounds)
         self.sent: list[list[str]] = []
 
-    def bulk(self, operations: list[bytes], index: str, require_alias: bool) -> dict[str, Any]:
+    def bulk(
+        self, operations: bytes, index: str, require_alias: bool, filter_path: str
+    ) -> dict[str, Any]:
         assert require_alias
-        ids = [line.split(b'"_id":"')[1].split(b'"')[0].decode() for line in operations[::2]]
+        assert filter_path == BULK_FILTER_PATH
+        assert operations.endswith(b"\n")
+        lines = operations.splitlines()
+        ids = [line.split(b'"_id":"')[1].split(b'"')[0].decode() for line in lines[::2]]
         self.sent.append(ids)
         statuses = self.rounds.pop(0)
         assert len(statuses) == len(ids)
@@ -108,3 +116,34 @@ def test_versioned_actions_use_external_gte() -> None:
     assert b'"version":20240101' in header
     assert b'"version_type":"external_gte"' in header
     assert BulkAction(op="delete", doc_id="7").lines() == [b'{"delete":{"_id":"7"}}']
+
+
+def test_sizes_and_the_request_body_agree() -> None:
+    actions = [action(1, version=3), action(2), BulkAction(op="delete", doc_id="9")]
+    body = request_body(actions)
+    assert len(body) == sum(a.size() for a in actions)
+    assert body.splitlines() == [line for a in actions for line in a.lines()]
+
+
+def test_the_writer_sorts_every_chunk_into_one_result_in_order() -> None:
+    client = ScriptedClient([201, 201], [409, 201], [400])
+    actions = [action(0), action(1), action(2, version=1), action(3), action(4)]
+    with BulkWriter(client, "idx", BulkLimits(chunk_docs=2), in_flight=1) as writer:  # type: ignore[arg-type]
+        writer.submit(actions[:4])
+        writer.submit(actions[4:])
+        result = writer.result()
+    assert [a.doc_id for a in result.written] == ["0", "1", "3"]
+    assert [a.doc_id for a in result.stale] == ["2"]
+    assert [a.doc_id for a, _, _ in result.rejected] == ["4"]
+    assert result.requests == 3
+
+
+def test_the_writer_raises_a_chunk_failure_after_the_others_finish() -> None:
+    client = ScriptedClient([503], [201])
+    with BulkWriter(  # type: ignore[arg-type]
+        client, "idx", BulkLimits(chunk_docs=1, item_retries=0), in_flight=1, sleep=lambda s: None
+    ) as writer:
+        writer.submit([action(0), action(1)])
+        with pytest.raises(TransientBulkError, match=r"\[503\]"):
+            writer.result()
+    assert client.sent == [["0"], ["1"]]
