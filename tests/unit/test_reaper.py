@@ -31,9 +31,13 @@ def batch(n: int) -> BatchMessage:
     )
 
 
-def hold(jobs: JobStore, message: BatchMessage) -> None:
-    """Put the batch in kombu's unacked hash, encoded as kombu's Redis transport does."""
-    body = orjson.dumps([[message.model_dump(mode="json")], {}, {}])
+def hold(jobs: JobStore, message: BatchMessage, whole: bool = False) -> None:
+    """Put the batch's task message in kombu's unacked hash, encoded as kombu's Redis
+    transport does: its reference, or (``whole``, as older producers sent) the whole batch."""
+    arg = (
+        message.model_dump(mode="json") if whole else {"job_id": "j", "batch_id": message.batch_id}
+    )
+    body = orjson.dumps([[arg], {}, {}])
     envelope = {
         "body": base64.b64encode(body).decode(),
         "properties": {"body_encoding": "base64"},
@@ -80,3 +84,11 @@ def test_a_reaped_batch_waits_a_visibility_timeout_before_the_next_reap(
     assert reap_lost_batches(jobs.redis, jobs, settings, sent.append, now=later) == ["j:0"]
     assert reap_lost_batches(jobs.redis, jobs, settings, sent.append, now=time.time() + 1) == []
     assert len(sent) == 1
+
+
+def test_batches_held_as_whole_messages_from_older_producers_count_as_held(
+    jobs: JobStore,
+) -> None:
+    hold(jobs, batch(5), whole=True)
+    hold(jobs, batch(6))
+    assert held_batch_ids(jobs.redis) == {"j:5", "j:6"}
