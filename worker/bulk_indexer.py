@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
 from types import TracebackType
 from typing import Any, Literal
 
@@ -54,14 +53,15 @@ class BulkAction:
     #: The caller's handle, returned with the result (e.g. the record's position in its batch).
     ref: Any = None
 
-    @cached_property
-    def header(self) -> bytes:
-        """The action's metadata line, without its newline."""
+    #: The action's metadata line, without its newline (built once, from the fields above).
+    header: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
         meta: dict[str, Any] = {"_id": self.doc_id}
         if self.version is not None:
             meta["version"] = self.version
             meta["version_type"] = "external_gte"
-        return orjson.dumps({self.op: meta})
+        object.__setattr__(self, "header", orjson.dumps({self.op: meta}))
 
     def lines(self) -> list[bytes]:
         if self.op == "index":
