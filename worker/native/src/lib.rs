@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBytes, PyList};
 
 use body::{write_body, Kind, Mapping};
 use fields::{parse_fields, Format};
@@ -142,15 +142,23 @@ impl RecordSplitter {
     }
 }
 
-/// Append (offset, text) to `records`, the text decoded as UTF-8 with invalid bytes
-/// replaced (U+FFFD), as Python's ``decode("utf-8", errors="replace")`` does.
+/// Append (offset, text) to `records`, the text decoded by Python's own UTF-8 decoder with
+/// invalid bytes replaced (U+FFFD), as ``decode("utf-8", errors="replace")`` does: one pass,
+/// straight into the str.
 fn append_record(records: &Bound<'_, PyList>, offset: usize, text: &[u8]) -> PyResult<()> {
     let py = records.py();
-    let decoded = match std::str::from_utf8(text) {
-        Ok(valid) => Cow::Borrowed(valid),
-        Err(_) => String::from_utf8_lossy(text),
+    let length = isize::try_from(text.len()).map_err(|_| PyValueError::new_err("record too large"))?;
+    // SAFETY: a valid pointer and length of initialised bytes, and a NUL-terminated error
+    // handler name; the new reference (or NULL with an exception set) is taken over at once.
+    let decoded = unsafe {
+        let raw = pyo3::ffi::PyUnicode_DecodeUTF8(
+            text.as_ptr().cast(),
+            length,
+            b"replace\0".as_ptr().cast(),
+        );
+        Bound::from_owned_ptr_or_err(py, raw)?
     };
-    records.append((offset, PyString::new(py, &decoded)))
+    records.append((offset, decoded))
 }
 
 #[pymodule]

@@ -47,6 +47,10 @@ pub fn find_json_escape(bytes: &[u8], from: usize) -> Option<usize> {
             }
             at += 16;
         }
+        // The tail (most strings are shorter than 16 bytes), padded with letters.
+        let tail = padded(&bytes[at..], b'a');
+        let mask = sse2::json_escapes(&tail[..]) & ((1 << (bytes.len() - at)) - 1);
+        return if mask != 0 { Some(at + mask.trailing_zeros() as usize) } else { None };
     }
     #[cfg(not(target_arch = "x86_64"))]
     while at + 8 <= bytes.len() {
@@ -57,8 +61,17 @@ pub fn find_json_escape(bytes: &[u8], from: usize) -> Option<usize> {
         }
         at += 8;
     }
-    // The tail (and most strings are short): a table lookup per byte.
+    #[allow(unreachable_code)]
     bytes[at..].iter().position(|b| NEEDS_ESCAPE[*b as usize]).map(|found| at + found)
+}
+
+/// `tail` (under 16 bytes) in a 16-byte block, the rest filled with `filler`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn padded(tail: &[u8], filler: u8) -> [u8; 16] {
+    let mut block = [filler; 16];
+    block[..tail.len()].copy_from_slice(tail);
+    block
 }
 
 /// The bytes JSON escapes in a string.
@@ -89,6 +102,9 @@ pub fn has_single_spaces_only(bytes: &[u8]) -> bool {
             space_before = spaces & 0x8000 != 0;
             at += 16;
         }
+        // The tail, padded with letters (neither blank nor control).
+        let (controls, spaces) = sse2::controls_and_spaces(&padded(&bytes[at..], b'a')[..]);
+        return controls == 0 && spaces & (spaces >> 1) == 0 && !(space_before && spaces & 1 != 0);
     }
     #[cfg(not(target_arch = "x86_64"))]
     while at + 8 <= bytes.len() {
@@ -103,6 +119,7 @@ pub fn has_single_spaces_only(bytes: &[u8]) -> bool {
         space_before = spaces >> 63 != 0;
         at += 8;
     }
+    #[allow(unreachable_code)]
     for &byte in &bytes[at..] {
         let space = byte == b' ';
         if byte < 0x20 || (space && space_before) {
