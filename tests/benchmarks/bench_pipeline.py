@@ -147,7 +147,7 @@ def post_all(es: Elasticsearch, index: str, docs: list[tuple[str, bytes]], size:
                 if not queue:
                     return
                 body = queue.pop()
-            response = es.bulk(operations=body, index=index, request_timeout=120)
+            response = es.options(request_timeout=120).bulk(operations=body, index=index)
             if response["errors"]:
                 errors.append(str(response["items"][0]))
 
