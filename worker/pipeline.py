@@ -196,23 +196,6 @@ def parse_records(
     return ParsedBatch(parsed, deletions, dead)
 
 
-def index_records(
-    client: Elasticsearch,
-    index: str,
-    batch: BatchMessage,
-    parsed: ParsedBatch,
-    limits: BulkLimits,
-    observe: RequestObserver | None = None,
-) -> BatchOutcome:
-    """Bulk-write the documents and deletions; return the outcome (rejections as dead letters,
-    after the batch's malformed records).
-
-    :raises TransientBulkError: see :func:`worker.bulk_indexer.bulk_write`.
-    """
-    result = bulk_write(client, index, bulk_actions(parsed), limits, observe=observe)
-    return outcome_of(batch, parsed, result)
-
-
 def parse_and_index(
     client: Elasticsearch,
     index: str,
@@ -222,12 +205,12 @@ def parse_and_index(
     observe: RequestObserver | None = None,
 ) -> tuple[ParsedBatch, BatchOutcome]:
     """Parse the batch a bulk chunk at a time and write each chunk while parsing the next, so
-    that Elasticsearch indexes while this process parses; the same outcome as
-    :func:`parse_batch` followed by :func:`index_records`.
+    that Elasticsearch indexes while this process parses; return what was parsed and the
+    outcome (rejections as dead letters, after the batch's malformed records).
 
-    Deletions are written after every document, as :func:`index_records` does, so a citation
-    indexed and deleted in the same batch ends deleted. Documents of different chunks are
-    written concurrently; two revisions of one PMID are ordered by their external version.
+    Deletions are written after every document, so a citation indexed and deleted in the same
+    batch ends deleted. Documents of different chunks are written concurrently; two revisions
+    of one PMID are ordered by their external version.
 
     :raises TransientBulkError: see :func:`worker.bulk_indexer.bulk_write`; raised once every
         chunk sent has finished.
@@ -262,11 +245,6 @@ def index_actions(parsed: ParsedBatch) -> list[BulkAction]:
 def delete_actions(parsed: ParsedBatch) -> list[BulkAction]:
     """The deletes of ``parsed``'s DeleteCitation entries."""
     return [BulkAction(op="delete", doc_id=d.pmid, ref=d) for d in parsed.deletions]
-
-
-def bulk_actions(parsed: ParsedBatch) -> list[BulkAction]:
-    """The writes for ``parsed``: its documents, then its deletions."""
-    return index_actions(parsed) + delete_actions(parsed)
 
 
 def outcome_of(batch: BatchMessage, parsed: ParsedBatch, result: BulkResult) -> BatchOutcome:
