@@ -81,7 +81,7 @@ fn split_fields<'a>(format: &'a Format, text: &'a str) -> Result<Vec<Field<'a>>,
         if is_blank_line(line) {
             continue;
         }
-        let head = field_head(line);
+        let head = field_head(line.as_bytes());
         if !lines.is_empty() && (head.is_some() || line.starts_with([' ', '\t'])) {
             structured += 1;
         }
@@ -110,8 +110,8 @@ type Line<'a> = (&'a str, Option<(usize, usize)>);
 
 /// (tag length, start of the value) when `line` starts with a field head: 2 to 4 capitals,
 /// optional spaces, `-`, then a space or the end of the line.
-fn field_head(line: &str) -> Option<(usize, usize)> {
-    let bytes = line.as_bytes();
+pub fn field_head(line: &[u8]) -> Option<(usize, usize)> {
+    let bytes = line;
     let letters = bytes.iter().take(5).take_while(|b| b.is_ascii_uppercase()).count();
     if !(2..=4).contains(&letters) {
         return None;

@@ -9,6 +9,7 @@
 
 use memchr::{memchr_iter, memmem};
 
+use crate::fields::field_head;
 use crate::pystr::is_blank;
 
 /// Bytes of a UTF-8 byte-order mark.
@@ -42,15 +43,8 @@ pub struct Splitter {
 
 /// Whether `head` (up to six bytes) is a field line's head: 2 to 4 capitals, spaces, "- ".
 fn is_tag_line_head(head: &[u8]) -> bool {
-    let letters = head.iter().take(5).take_while(|b| b.is_ascii_uppercase()).count();
-    if !(2..=4).contains(&letters) {
-        return false;
-    }
-    let mut at = letters;
-    while at < head.len() && head[at] == b' ' {
-        at += 1;
-    }
-    at + 1 < head.len() && head[at] == b'-' && head[at + 1] == b' '
+    // A head that ends at the dash (the line's value is empty) does not count here.
+    matches!(field_head(head), Some((_, value)) if head[value - 1] == b' ')
 }
 
 /// `\n[ \t\r\f\v]*\n` in `content` from `from`: (start, end) of the first match.
