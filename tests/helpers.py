@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: waiting on conditions (never fixed sleeps), running the CLI."""
+"""Helpers shared by the tests: waiting on conditions (never fixed sleeps), running the CLI,
+and the values several tests build (a dead letter, an Elasticsearch API error)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
+
+import elastic_transport
+
+from schemas.dead_letter import DeadLetter
+from schemas.messages import RawRecord
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
@@ -58,3 +64,27 @@ def run_cli(
             f"{proc.stderr.decode(errors='replace')}"
         )
     return proc
+
+
+def dead_letter(queue: str, records: int = 1) -> DeadLetter:
+    """A dead letter of ``queue`` holding ``records`` one-character records."""
+    return DeadLetter(
+        queue=queue,  # type: ignore[arg-type]
+        reason="bad",
+        job_id="j",
+        batch_id="b",
+        source="s",
+        records=[RawRecord(offset=i, text="x") for i in range(records)],
+    )
+
+
+def api_error(status: int, error: str = "boom") -> elastic_transport.ApiError:
+    """The error the Elasticsearch client raises for an HTTP ``status`` answer."""
+    meta = elastic_transport.ApiResponseMeta(
+        status=status,
+        http_version="1.1",
+        headers=elastic_transport.HttpHeaders(),
+        duration=0.0,
+        node=elastic_transport.NodeConfig("http", "localhost", 9200),
+    )
+    return elastic_transport.ApiError(error, meta=meta, body={})

@@ -5,8 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from schemas.dead_letter import DeadLetter
-from schemas.messages import RawRecord
+from tests.helpers import dead_letter
 from worker.jobs import BatchOutcome, JobStore
 from worker.settings import Settings
 
@@ -16,20 +15,11 @@ def jobs() -> JobStore:
     return JobStore(fakeredis.FakeRedis(), Settings(key_prefix="t"))
 
 
-def dead(queue: str, records: int = 1) -> DeadLetter:
-    return DeadLetter(
-        queue=queue,  # type: ignore[arg-type]
-        reason="bad",
-        job_id="j",
-        batch_id="b",
-        source="s",
-        records=[RawRecord(offset=i, text="x") for i in range(records)],
-    )
-
-
 def test_a_batch_is_counted_once_however_often_it_is_committed(jobs: JobStore) -> None:
     jobs.start_job("j", ["a.txt"])
-    outcome = BatchOutcome(indexed=8, dead_letters=[dead("malformed"), dead("rejected")])
+    outcome = BatchOutcome(
+        indexed=8, dead_letters=[dead_letter("malformed"), dead_letter("rejected")]
+    )
     assert jobs.commit_batch("j", "j:0", outcome) is True
     assert jobs.commit_batch("j", "j:0", outcome) is False
     summary = jobs.get("j")
@@ -45,7 +35,9 @@ def test_job_completes_when_the_last_batch_commits_after_enqueue(jobs: JobStore)
     jobs.commit_batch("j", "j:0", BatchOutcome(indexed=5))
     jobs.finish_enqueue("j", records=15, batches=2)
     assert jobs.get("j").state == "running"  # type: ignore[union-attr]
-    jobs.commit_batch("j", "j:1", BatchOutcome(indexed=7, dead_letters=[dead("exhausted", 3)]))
+    jobs.commit_batch(
+        "j", "j:1", BatchOutcome(indexed=7, dead_letters=[dead_letter("exhausted", 3)])
+    )
     summary = jobs.get("j")
     assert summary is not None
     assert summary.state == "completed"

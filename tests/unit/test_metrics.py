@@ -37,7 +37,7 @@ from schemas.status import (
     WorkerInfo,
     WorkersStatus,
 )
-from tests.helpers import REPO
+from tests.helpers import REPO, api_error
 from worker import metrics
 from worker.bulk_indexer import TransientBulkError
 from worker.exporter import StatusCollector, status_metrics
@@ -144,24 +144,13 @@ def _transient_from(cause: Exception) -> TransientBulkError:
         return exc
 
 
-def _api_error(status: int) -> elastic_transport.ApiError:
-    meta = elastic_transport.ApiResponseMeta(
-        status=status,
-        http_version="1.1",
-        headers=elastic_transport.HttpHeaders(),
-        duration=0.0,
-        node=elastic_transport.NodeConfig("http", "localhost", 9200),
-    )
-    return elastic_transport.ApiError("boom", meta=meta, body={})
-
-
 @pytest.mark.parametrize(
     ("exc", "cause"),
     [
         (_transient_from(elastic_transport.ConnectionError("refused")), "es_unreachable"),
         (elastic_transport.ConnectionTimeout("slow"), "es_unreachable"),
-        (_transient_from(_api_error(429)), "es_overloaded"),
-        (_transient_from(_api_error(503)), "es_error"),
+        (_transient_from(api_error(429)), "es_overloaded"),
+        (_transient_from(api_error(503)), "es_error"),
         (TransientBulkError("3 documents still answered {429} by Elasticsearch"), "es_overloaded"),
         (TransientBulkError("index_not_found: alias 'x' does not exist"), "index_missing"),
         (redis.ConnectionError("Error 111 connecting"), "redis_unreachable"),

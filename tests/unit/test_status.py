@@ -8,17 +8,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import elastic_transport
 import fakeredis
 import orjson
 import pytest
 from elasticsearch import Elasticsearch
 from rich.console import Console
 
-from schemas.dead_letter import DeadLetter
-from schemas.messages import RawRecord
 from schemas.status import WorkersStatus
-from tests.helpers import run_cli
+from tests.helpers import api_error, dead_letter, run_cli
 from worker.cli_ops import render_status
 from worker.dead_letters import DeadLetterStore
 from worker.jobs import BatchOutcome, JobStore
@@ -51,17 +48,6 @@ def client() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis()
 
 
-def dead(queue: str, records: int = 1) -> DeadLetter:
-    return DeadLetter(
-        queue=queue,  # type: ignore[arg-type]
-        reason="bad",
-        job_id="j",
-        batch_id="b",
-        source="s",
-        records=[RawRecord(offset=i, text="x") for i in range(records)],
-    )
-
-
 class FakeES:
     """Just enough of the Elasticsearch client for :func:`es_status`."""
 
@@ -82,17 +68,6 @@ class FakeES:
         if isinstance(self._count, Exception):
             raise self._count
         return {"count": self._count}
-
-
-def api_error(status: int) -> elastic_transport.ApiError:
-    meta = elastic_transport.ApiResponseMeta(
-        status=status,
-        http_version="1.1",
-        headers=elastic_transport.HttpHeaders(),
-        duration=0.0,
-        node=elastic_transport.NodeConfig("http", "localhost", 9200),
-    )
-    return elastic_transport.ApiError("index_not_found_exception", meta=meta, body={})
 
 
 # --- throughput ----------------------------------------------------------------------------------
@@ -141,8 +116,10 @@ def test_broker_depths_count_every_priority_list_and_the_dead_letters(
     client.zadd("t:inflight", {"j\tb1": 1, "j\tb2": 2, "j\tb3": 3, "j\tb4": 4, "j\tb5": 5})
     jobs = JobStore(client, settings)
     jobs.start_job("j", ["a.txt"])
-    jobs.commit_batch("j", "b0", BatchOutcome(dead_letters=[dead("malformed"), dead("rejected")]))
-    jobs.commit_batch("j", "b9", BatchOutcome(dead_letters=[dead("malformed", 3)]))
+    jobs.commit_batch(
+        "j", "b0", BatchOutcome(dead_letters=[dead_letter("malformed"), dead_letter("rejected")])
+    )
+    jobs.commit_batch("j", "b9", BatchOutcome(dead_letters=[dead_letter("malformed", 3)]))
     DeadLetterStore(client, settings).set_paused("dead letters over the high-water mark")
     status = broker_status(client, settings)
     assert status.reachable and status.error is None
@@ -176,7 +153,7 @@ def test_running_job_progress_rate_and_eta(client: fakeredis.FakeRedis, settings
     now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     _job(jobs, "run", now - timedelta(seconds=100), records=1000, batches=10)
     jobs.commit_batch(
-        "run", "run:0", BatchOutcome(indexed=180, dead_letters=[dead("malformed", 20)])
+        "run", "run:0", BatchOutcome(indexed=180, dead_letters=[dead_letter("malformed", 20)])
     )
     _job(jobs, "old", now - timedelta(hours=1), records=5, batches=1)
     jobs.commit_batch("old", "old:0", BatchOutcome(indexed=5))
@@ -296,7 +273,7 @@ def test_es_health_and_document_count(settings: Settings) -> None:
         "yellow",
         1234,
     )
-    missing = es_status(FakeES("green", api_error(404)), settings)  # type: ignore[arg-type]
+    missing = es_status(FakeES("green", api_error(404, "index_not_found_exception")), settings)  # type: ignore[arg-type]
     assert missing.reachable and missing.index_documents is None and missing.error is None
 
 
@@ -353,7 +330,7 @@ def test_the_rendering_shows_every_part(client: fakeredis.FakeRedis, settings: S
     now = datetime.now(UTC)
     _job(jobs, "job-xyz", now - timedelta(seconds=50), records=100, batches=4)
     jobs.commit_batch(
-        "job-xyz", "b0", BatchOutcome(indexed=20, dead_letters=[dead("malformed", 5)])
+        "job-xyz", "b0", BatchOutcome(indexed=20, dead_letters=[dead_letter("malformed", 5)])
     )
     DeadLetterStore(client, settings).set_paused("dead-letter queues hold 5 entries")
     status = gather_status(
