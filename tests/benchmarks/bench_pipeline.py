@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -79,6 +79,32 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+#: Pid files of the local services (deploy/local/services), for their CPU time per record.
+SERVICE_PID_FILES = {
+    "elasticsearch": REPO / ".state/elasticsearch/node.pid",
+    "redis": REPO / ".state/redis/redis.pid",
+}
+
+
+def service_cpu() -> dict[str, float]:
+    """CPU seconds used so far by each local service that is running (empty when remote)."""
+    used = {}
+    for name, pid_file in SERVICE_PID_FILES.items():
+        try:
+            used[name] = cpu_seconds(int(pid_file.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return used
+
+
+def service_us_since(before: dict[str, float], records: int) -> dict[str, float]:
+    """CPU microseconds per record each service spent since the ``before`` snapshot."""
+    after = service_cpu()
+    return {
+        name: (after[name] - used) / records * 1e6 for name, used in before.items() if name in after
+    }
+
+
 class PeakWatcher:
     """Samples a process's VmHWM until it exits (VmHWM only grows, so the last sample holds)."""
 
@@ -110,6 +136,8 @@ class Run:
     records: int
     seconds: float
     note: str = ""
+    #: CPU microseconds per record spent by each local service during the run.
+    service_us: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -184,8 +212,10 @@ def run_ceiling(es: Elasticsearch, settings: Settings, docs: list[tuple[str, byt
             best_size, best_rate = size, rate
     alias = fresh_alias(es, settings, "ceiling")
     try:
+        services = service_cpu()
         with bulk_load_tuning(es, alias):
             seconds = post_all(es, alias, docs, best_size)
+        service_us = service_us_since(services, len(docs))
         count = es.count(index=alias)["count"]
     finally:
         delete_index(es, alias)
@@ -195,6 +225,7 @@ def run_ceiling(es: Elasticsearch, settings: Settings, docs: list[tuple[str, byt
         len(docs),
         seconds,
         f"bulk size {best_size} x{CEILING_CONCURRENCY} concurrent",
+        service_us,
     )
 
 
@@ -208,16 +239,21 @@ def run_naive(es: Elasticsearch, path: Path, records: int) -> Run:
             for record in Medline.parse(handle):
                 yield {"_index": index, "_id": record["PMID"], "_source": dict(record)}
 
+    services = service_cpu()
     started = time.perf_counter()
     ok, _ = helpers.bulk(es, actions())
     seconds = time.perf_counter() - started
+    service_us = service_us_since(services, ok)
     es.indices.delete(index=index)
-    return Run("(b) naive: Bio.Medline + helpers.bulk", ok, seconds, "one process, defaults")
+    return Run(
+        "(b) naive: Bio.Medline + helpers.bulk", ok, seconds, "one process, defaults", service_us
+    )
 
 
 @dataclass
 class PipelineRun(Run):
     worker_cpu_per_record_ms: float = 0.0
+    producer_cpu_per_record_ms: float = 0.0
     producer_peak_mb: float = 0.0
     worker_peaks_mb: tuple[float, ...] = ()
 
@@ -275,6 +311,7 @@ def run_pipeline(
     workers = start_workers(env, processes, workdir / f"worker-{alias}.log")
     pool = children(workers.pid)
     cpu_before = sum(cpu_seconds(p) for p in [workers.pid, *pool])
+    services = service_cpu()
     try:
         started = time.perf_counter()
         producer = subprocess.Popen(
@@ -295,8 +332,13 @@ def run_pipeline(
             cwd=REPO,
         )
         watcher = PeakWatcher(producer.pid)
-        out, _ = producer.communicate()
+        assert producer.stdout is not None
+        out = producer.stdout.read()
+        # wait4, not communicate(): its resource usage is the producer's CPU time.
+        _, status, usage = os.wait4(producer.pid, 0)
+        producer.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
+        service_us = service_us_since(services, records)
         producer_peak = watcher.join()
         if producer.returncode != 0:
             raise RuntimeError(f"enqueue exited {producer.returncode}")
@@ -318,7 +360,9 @@ def run_pipeline(
         records,
         seconds,
         f"batch {batch_records}",
+        service_us,
         worker_cpu_per_record_ms=cpu / records * 1000,
+        producer_cpu_per_record_ms=(usage.ru_utime + usage.ru_stime) / records * 1000,
         producer_peak_mb=producer_peak,
         worker_peaks_mb=peaks,
     )
@@ -381,12 +425,14 @@ def main() -> None:
         print(f"corpus: {args.records} records, {size_mb:.0f} MB, {os.cpu_count()} CPUs")
         docs = serialise_corpus(corpus)
 
-        print("  running ceiling ...", flush=True)
-        ceiling = run_ceiling(es, settings, docs)
+        ceiling = announced("ceiling", lambda: run_ceiling(es, settings, docs))
         docs.clear()
         naive = announced("naive", lambda: run_naive(es, corpus, args.records))
-        ours = run_pipeline(
-            settings, es, corpus, args.records, args.workers, args.batch_records, tmp
+        ours = announced(
+            "medline-ingest",
+            lambda: run_pipeline(
+                settings, es, corpus, args.records, args.workers, args.batch_records, tmp
+            ),
         )
         assert isinstance(ours, PipelineRun)
 
@@ -394,10 +440,15 @@ def main() -> None:
         print(f"{'':<46}{'records/s':>12}  {'seconds':>8}  note")
         for run in (ceiling, naive, ours):
             print(f"{run.name:<46}{run.rate:>12.0f}  {run.seconds:>8.1f}  {run.note}")
+        for run in (ceiling, naive, ours):
+            if run.service_us:
+                spent = ", ".join(f"{name} {us:.0f}" for name, us in run.service_us.items())
+                print(f"  CPU µs per record, {run.name[:3]} {spent}")
         print()
         print(f"c/a = {ours.rate / ceiling.rate:.2f}   (target >= 0.8)")
         print(f"c/b = {ours.rate / naive.rate:.2f}   (target >= 2)")
         print(f"worker CPU time per record: {ours.worker_cpu_per_record_ms:.3f} ms")
+        print(f"producer CPU time per record: {ours.producer_cpu_per_record_ms:.3f} ms")
         print(f"producer peak memory: {ours.producer_peak_mb:.1f} MiB")
         peaks = ", ".join(f"{p:.0f}" for p in ours.worker_peaks_mb)
         print(f"worker peak memory (main, pool...): {peaks} MiB")
