@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from elastic_transport import NdjsonSerializer
 from elasticsearch import Elasticsearch
 
 from worker.errors import ConfigurationError
@@ -17,6 +18,21 @@ from worker.settings import Settings
 #: Transport-level retries are off: the bulk indexer and the task own retries, with backoff
 #: and a budget, so a retry is never hidden inside the client.
 CLIENT_MAX_RETRIES = 0
+
+
+class BulkBodySerializer(NdjsonSerializer):
+    """NDJSON serializer that sends a body already joined into bytes as it is.
+
+    The stock serializer copies every body twice (into a bytearray, then back to bytes): for a
+    2 MB _bulk request that is about 3 µs per document, as much as building the request. The
+    bulk indexer joins its bodies itself (:func:`worker.bulk_indexer.request_body`), ending in
+    a newline; anything else goes through the stock path.
+    """
+
+    def dumps(self, data: Any) -> bytes:
+        if isinstance(data, bytes) and data.endswith(b"\n"):
+            return data
+        return super().dumps(data)
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -29,6 +45,8 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "request_timeout": settings.es_request_timeout,
         "max_retries": CLIENT_MAX_RETRIES,
         "retry_on_timeout": False,
+        # The client also registers it for the compatibility mimetype it sends bulk bodies as.
+        "serializers": {BulkBodySerializer.mimetype: BulkBodySerializer()},
     }
     has_password = settings.es_password is not None
     if bool(settings.es_username) != has_password:

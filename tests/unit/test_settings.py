@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from worker.errors import ConfigurationError
-from worker.es_client import client_options
+from worker.es_client import client_options, make_client
 from worker.redis_client import broker_url_with_password
 from worker.settings import Settings, redact_url
 from worker.tasks import budget_spent, retry_delay
@@ -53,6 +53,20 @@ def test_credentials_over_plain_http_are_refused() -> None:
     tls = client_options(Settings(es_url="https://es:9200", es_api_key="k", es_ca_file="/ca.pem"))
     assert tls["ca_certs"] == "/ca.pem"
     assert tls["verify_certs"] is True
+
+
+def test_bulk_bodies_are_sent_without_copies_other_ndjson_as_before() -> None:
+    serializers = make_client(Settings()).transport.serializers
+    body = b'{"index":{"_id":"1"}}\n{"pmid":"1"}\n'
+    # The mimetype the client sends _bulk with, and the plain one.
+    for mimetype in (
+        "application/vnd.elasticsearch+x-ndjson; compatible-with=8",
+        "application/x-ndjson",
+    ):
+        serializer = serializers.get_serializer(mimetype)
+        assert serializer.dumps(body) is body
+        assert serializer.dumps(b'{"a":1}') == b'{"a":1}\n'
+        assert serializer.dumps([{"a": 1}, "b"]) == b'{"a":1}\nb\n'
 
 
 def test_username_without_password_is_a_clear_error() -> None:
