@@ -158,7 +158,7 @@ class JobStore:
         """Store ``batch`` until its outcome is committed; call before publishing its reference
         (the worker reads the records from here)."""
         pipe = self.redis.pipeline()
-        pipe.hset(self.pending_key(batch.job_id), batch.batch_id, batch.model_dump_json())
+        pipe.hset(self.pending_key(batch.job_id), batch.batch_id, batch.to_json())
         member = self.inflight_member(batch.job_id, batch.batch_id)
         pipe.zadd(self.inflight_key, {member: time.time()})
         pipe.execute()
@@ -175,7 +175,7 @@ class JobStore:
         :raises pydantic.ValidationError: the stored copy is not a batch.
         """
         raw = self.redis.hget(self.pending_key(job_id), batch_id)
-        return BatchMessage.model_validate_json(raw) if raw else None
+        return BatchMessage.from_json(raw) if raw else None
 
     def touch_inflight(self, job_id: str, batch_id: str) -> None:
         """Record that the batch was just published again."""
