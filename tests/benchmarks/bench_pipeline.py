@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +57,8 @@ CEILING_BATCH_SIZES = (250, 500, 1000, 2000, 4000)
 CEILING_CONCURRENCY = max(2, os.cpu_count() or 2)
 #: Documents per probe of a ceiling batch size.
 PROBE_DOCS = 20_000
-TUNE = [] if os.environ.get("NOTUNE") else ["--tune-index"]
+#: Whether (a) and (c) turn refresh and replicas off for their load (``--no-tune-index``: not).
+TUNE_INDEX = True
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -203,7 +205,7 @@ def timed_load(es: Elasticsearch, alias: str, docs: list[tuple[str, bytes]], siz
     """Seconds to load ``docs`` as the pipeline's job is timed: from the bulk-load settings
     to the refresh that makes the documents searchable."""
     started = time.perf_counter()
-    with bulk_load_tuning(es, alias):
+    with bulk_load_tuning(es, alias) if TUNE_INDEX else nullcontext():
         post_all(es, alias, docs, size)
     return time.perf_counter() - started
 
@@ -340,7 +342,7 @@ def run_pipeline(
                 "enqueue",
                 str(path),
                 "--wait",
-                *TUNE,
+                *(["--tune-index"] if TUNE_INDEX else []),
                 "--batch-records",
                 str(batch_records),
             ],
@@ -434,7 +436,14 @@ def main() -> None:
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-sizes", default="100,1024", help="producer input sizes, MB")
+    parser.add_argument(
+        "--no-tune-index",
+        action="store_true",
+        help="load (a) and (c) with the template's refresh and replicas, not bulk-load settings",
+    )
     args = parser.parse_args()
+    global TUNE_INDEX
+    TUNE_INDEX = not args.no_tune_index
 
     settings = Settings()
     # The product's client (bulk bodies sent without copies) for the ceiling loader and the
