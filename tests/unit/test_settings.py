@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from worker.errors import ConfigurationError
 from worker.es_client import client_options, make_client
-from worker.redis_client import broker_url_with_password
+from worker.redis_client import broker_url_with_password, make_redis
 from worker.settings import Settings, redact_url
 from worker.tasks import budget_spent, retry_delay
 
@@ -43,6 +43,21 @@ def test_redact_url() -> None:
 def test_redis_password_goes_into_the_broker_url() -> None:
     settings = Settings(broker_url="redis://h:6379/2", redis_password="pw")
     assert broker_url_with_password(settings) == "redis://:pw@h:6379/2"
+
+
+def test_redis_replies_are_parsed_by_hiredis_and_large_values_sent_uncopied() -> None:
+    from redis.utils import HIREDIS_AVAILABLE
+
+    assert HIREDIS_AVAILABLE, "hiredis is a dependency (redis[hiredis]); reads are 10x slower"
+    client = make_redis(Settings(broker_url="redis://h:6379/2"))
+    packer = client.connection_pool.connection_kwargs["command_packer"]
+    batch = b"x" * 100_000
+    chunks = packer.pack("HSET", "pending", "batch-1", batch)
+    assert any(chunk is batch for chunk in chunks)
+    assert (
+        b"".join(chunks)
+        == b"*4\r\n$4\r\nHSET\r\n$7\r\npending\r\n$7\r\nbatch-1\r\n$100000\r\n" + batch + b"\r\n"
+    )
 
 
 def test_credentials_over_plain_http_are_refused() -> None:
