@@ -233,6 +233,7 @@ def run_ceiling(es: Elasticsearch, settings: Settings, docs: list[tuple[str, byt
         services = service_cpu()
         seconds = timed_load(es, alias, docs, best_size)
         service_us = service_us_since(services, len(docs))
+        es.indices.refresh(index=alias)  # for the count below; untimed, as in (c)
         count = es.count(index=alias)["count"]
     finally:
         delete_index(es, alias)
