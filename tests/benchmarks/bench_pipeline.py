@@ -13,10 +13,13 @@ In one run, on one machine, into fresh indices with the same template, it measur
     defaults;
 (c) this project: ``medline-ingest enqueue`` plus K worker processes until the job completes;
 
-and prints records/s, the ratios c/a and c/b, worker CPU time per record, and peak memory of the
-producer and of each worker process. Then how throughput changes with worker processes and
-batch size, and how the producer's peak memory changes with input size. It prints figures; it
-never passes or fails.
+and prints records/s, the ratios c/a and c/b, worker CPU time per record (and the part of it in
+Celery's main process), the producer's CPU time per record, and peak memory of the producer and
+of each worker process. With the local services it also prints each contender's Elasticsearch
+and Redis CPU time per record (Redis's forks for AOF rewrites and snapshots included): the
+ratios alone cannot tell whether a gap is this project's or Elasticsearch's. Then how
+throughput changes with worker processes and batch size, and how the producer's peak memory
+changes with input size. It prints figures; it never passes or fails.
 """
 
 from __future__ import annotations
