@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -219,7 +220,9 @@ def fresh_alias(es: Elasticsearch, settings: Settings, prefix: str) -> str:
     return alias
 
 
-def run_ceiling(es: Elasticsearch, settings: Settings, docs: list[tuple[str, bytes]]) -> Run:
+def best_bulk_size(es: Elasticsearch, settings: Settings, docs: list[tuple[str, bytes]]) -> int:
+    """The bulk size of :data:`CEILING_BATCH_SIZES` at which the ceiling loader is fastest,
+    from a probe of :data:`PROBE_DOCS` documents each."""
     best_size, best_rate = CEILING_BATCH_SIZES[0], 0.0
     probe = docs[:PROBE_DOCS]
     for size in CEILING_BATCH_SIZES:
@@ -231,6 +234,12 @@ def run_ceiling(es: Elasticsearch, settings: Settings, docs: list[tuple[str, byt
         print(f"    ceiling probe: bulk size {size:>5}: {rate:8.0f} docs/s", flush=True)
         if rate > best_rate:
             best_size, best_rate = size, rate
+    return best_size
+
+
+def run_ceiling(
+    es: Elasticsearch, settings: Settings, docs: list[tuple[str, bytes]], best_size: int
+) -> Run:
     alias = fresh_alias(es, settings, "ceiling")
     try:
         services = service_cpu()
@@ -431,11 +440,40 @@ def announced(label: str, fn: Callable[[], Run]) -> Run:
     return fn()
 
 
+def report(ceiling: Run, naive: Run, ours: PipelineRun) -> None:
+    """Print one round's figures."""
+    print()
+    print(f"{'':<46}{'records/s':>12}  {'seconds':>8}  note")
+    for run in (ceiling, naive, ours):
+        print(f"{run.name:<46}{run.rate:>12.0f}  {run.seconds:>8.1f}  {run.note}")
+    for run in (ceiling, naive, ours):
+        if run.service_us:
+            spent = ", ".join(f"{name} {us:.0f}" for name, us in run.service_us.items())
+            print(f"  CPU µs per record, {run.name[:3]} {spent}")
+    print()
+    print(f"c/a = {ours.rate / ceiling.rate:.2f}   (target >= 0.8)")
+    print(f"c/b = {ours.rate / naive.rate:.2f}   (target >= 2)")
+    print(
+        f"worker CPU time per record: {ours.worker_cpu_per_record_ms:.3f} ms "
+        f"(main process {ours.worker_main_cpu_per_record_ms:.3f})"
+    )
+    print(f"producer CPU time per record: {ours.producer_cpu_per_record_ms:.3f} ms")
+    print(f"producer peak memory: {ours.producer_peak_mb:.1f} MiB")
+    peaks = ", ".join(f"{p:.0f}" for p in ours.worker_peaks_mb)
+    print(f"worker peak memory (main, pool...): {peaks} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000, help="corpus size (records)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for (c)")
     parser.add_argument("--batch-records", type=int, default=500, help="records per batch for (c)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat (a), (b) and (c) this many times, in turn, and print the median ratios",
+    )
     parser.add_argument("--scaling-records", type=int, default=20_000)
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
@@ -460,38 +498,32 @@ def main() -> None:
         size_mb = corpus.stat().st_size / 1024 / 1024
         print(f"corpus: {args.records} records, {size_mb:.0f} MB, {os.cpu_count()} CPUs")
         docs = serialise_corpus(corpus)
-
-        ceiling = announced("ceiling", lambda: run_ceiling(es, settings, docs))
-        docs.clear()
+        print("  probing the ceiling's bulk size ...", flush=True)
+        best_size = best_bulk_size(es, settings, docs)
         stock = Elasticsearch(settings.es_url, request_timeout=120)
-        naive = announced("naive", lambda: run_naive(stock, corpus, args.records))
-        ours = announced(
-            "medline-ingest",
-            lambda: run_pipeline(
-                settings, es, corpus, args.records, args.workers, args.batch_records, tmp
-            ),
-        )
-        assert isinstance(ours, PipelineRun)
-
-        print()
-        print(f"{'':<46}{'records/s':>12}  {'seconds':>8}  note")
-        for run in (ceiling, naive, ours):
-            print(f"{run.name:<46}{run.rate:>12.0f}  {run.seconds:>8.1f}  {run.note}")
-        for run in (ceiling, naive, ours):
-            if run.service_us:
-                spent = ", ".join(f"{name} {us:.0f}" for name, us in run.service_us.items())
-                print(f"  CPU µs per record, {run.name[:3]} {spent}")
-        print()
-        print(f"c/a = {ours.rate / ceiling.rate:.2f}   (target >= 0.8)")
-        print(f"c/b = {ours.rate / naive.rate:.2f}   (target >= 2)")
-        print(
-            f"worker CPU time per record: {ours.worker_cpu_per_record_ms:.3f} ms "
-            f"(main process {ours.worker_main_cpu_per_record_ms:.3f})"
-        )
-        print(f"producer CPU time per record: {ours.producer_cpu_per_record_ms:.3f} ms")
-        print(f"producer peak memory: {ours.producer_peak_mb:.1f} MiB")
-        peaks = ", ".join(f"{p:.0f}" for p in ours.worker_peaks_mb)
-        print(f"worker peak memory (main, pool...): {peaks} MiB")
+        ratios: list[tuple[float, float]] = []
+        for round_no in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f"round {round_no} of {args.rounds}", flush=True)
+            ceiling = announced("ceiling", lambda: run_ceiling(es, settings, docs, best_size))
+            naive = announced("naive", lambda: run_naive(stock, corpus, args.records))
+            ours = announced(
+                "medline-ingest",
+                lambda: run_pipeline(
+                    settings, es, corpus, args.records, args.workers, args.batch_records, tmp
+                ),
+            )
+            assert isinstance(ours, PipelineRun)
+            report(ceiling, naive, ours)
+            ratios.append((ours.rate / ceiling.rate, ours.rate / naive.rate))
+        docs.clear()
+        if args.rounds > 1:
+            print()
+            for label, index in (("c/a", 0), ("c/b", 1)):
+                values = [pair[index] for pair in ratios]
+                listed = ", ".join(f"{v:.2f}" for v in values)
+                median = statistics.median(values)
+                print(f"{label} over {args.rounds} rounds: median {median:.2f} ({listed})")
 
         if not args.skip_scaling:
             print()
