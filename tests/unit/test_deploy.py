@@ -553,6 +553,19 @@ def test_compose_runs_exactly_one_beat() -> None:
     assert beat["deploy"]["replicas"] == 1
 
 
+def test_redis_spaces_out_aof_rewrites_and_snapshots_for_bulk_loads() -> None:
+    # Every batch passes through the AOF; Redis's defaults forked and re-serialised the queued
+    # batches every second or two during a load (README, Benchmarks).
+    compose = " ".join(compose_services()["redis"]["command"])
+    local = (REPO / "deploy/local/services").read_text()
+    for where, text, options in (
+        ("compose", compose, ("--auto-aof-rewrite-min-size 1gb", '--save "3600 1"')),
+        ("local services", local, ("auto-aof-rewrite-min-size 1gb", "save 3600 1")),
+    ):
+        for option in ("appendonly yes", "appendfsync everysec", *options):
+            assert option in text, f"{where}: {option} missing"
+
+
 def test_compose_services_are_secure_by_default() -> None:
     services = compose_services()
     env = services["worker"]["environment"]
