@@ -174,6 +174,8 @@ def _enqueue(
         max_records=batch_records,
         max_bytes=batch_bytes,
         on_progress=progress.update,
+        max_queued=settings.max_queued_batches,
+        on_wait=_say_waiting,
     )
     progress.close()
     for error in result.errors:
@@ -200,6 +202,14 @@ def _enqueue(
         fail(f"job {summary.job_id} did not complete (state {summary.state})", 1)
     if strict and summary.dead_lettered:
         sys.exit(EXIT_DEAD_LETTERS)
+
+
+def _say_waiting(queued: int, limit: int) -> None:
+    click.echo(
+        f"medline-ingest: {queued} batches are waiting in Redis (MEDLINE_MAX_QUEUED_BATCHES="
+        f"{limit}); enqueuing goes on as workers take them",
+        err=True,
+    )
 
 
 class _EnqueueProgress:

@@ -137,6 +137,10 @@ class JobStore:
         return f"{job_id}\t{batch_id}"
 
     # --- producer side ---
+    def queued_batches(self) -> int:
+        """Batches of every job stored in Redis whose outcome is not committed yet."""
+        return int(self.redis.zcard(self.inflight_key))
+
     def start_job(self, job_id: str, sources: Iterable[str]) -> None:
         """Create the job's hash in state ``enqueuing``."""
         now = _now()

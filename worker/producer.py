@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -32,6 +33,10 @@ STDIN = "-"
 Publisher = Callable[[BatchMessage], None]
 #: Told after each batch is published: (records so far, batches so far).
 ProgressCallback = Callable[[int, int], None]
+#: Told once, when the producer first waits for room: (batches queued, the limit).
+WaitCallback = Callable[[int, int], None]
+#: Seconds between two looks at the number of queued batches while waiting for room.
+QUEUE_POLL = 0.2
 
 
 @dataclass
@@ -185,6 +190,28 @@ def _records_if_any(records: Iterator[RawRecord], fmt: RecordFormat) -> Iterator
     return chained()
 
 
+def wait_for_room(
+    jobs: JobStore,
+    limit: int,
+    on_wait: WaitCallback | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Return once fewer than ``limit`` batches are queued (stored and not committed).
+
+    :param on_wait: told (queued, limit) if it has to wait at all.
+    :returns: whether it waited.
+    :raises redis.RedisError: Redis unreachable (after the client's own reconnection attempts).
+    """
+    queued = jobs.queued_batches()
+    if queued < limit:
+        return False
+    if on_wait is not None:
+        on_wait(queued, limit)
+    while jobs.queued_batches() >= limit:
+        sleep(QUEUE_POLL)
+    return True
+
+
 def enqueue(
     paths: Iterable[str],
     *,
@@ -196,8 +223,15 @@ def enqueue(
     max_bytes: int | None = None,
     on_progress: ProgressCallback | None = None,
     stdin: BinaryIO | None = None,
+    max_queued: int = 0,
+    on_wait: WaitCallback | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> EnqueueResult:
     """Enqueue every record of ``paths`` as one job.
+
+    :param max_queued: before storing each batch, wait while this many batches (of any job)
+        are in Redis and not yet committed, so that Redis holds a bounded backlog however large
+        the input; 0 never waits. With no worker running, this waits until one starts.
 
     :returns: per-source counts; ``result.errors`` lists inputs that held no MEDLINE record
         (nothing of those was enqueued).
@@ -230,6 +264,8 @@ def enqueue(
                     max_bytes=max_bytes,
                     first_seq=result.batches,
                 ):
+                    if max_queued and wait_for_room(jobs, max_queued, on_wait, sleep):
+                        on_wait = None  # told once per job
                     jobs.track_pending(batch)
                     publish(batch)
                     result.batches += 1

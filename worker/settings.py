@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     batch_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Most raw bytes the producer puts in a batch."
     )
+    max_queued_batches: int = Field(
+        256,
+        ge=0,
+        description=(
+            "enqueue waits while this many batches are in Redis, not yet done (all jobs); "
+            "0: no limit."
+        ),
+    )
     bulk_chunk_docs: int = Field(500, ge=1, description="Most documents per _bulk request.")
     bulk_chunk_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Most bytes per _bulk request."

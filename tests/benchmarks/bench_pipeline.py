@@ -409,7 +409,8 @@ def producer_peak_for_size(settings: Settings, es: Elasticsearch, size_mb: int, 
     path = tmp / f"corpus-{size_mb}mb.txt"
     count = write_corpus_of_size(path, size_mb * 1024 * 1024)
     alias = fresh_alias(es, settings, "producer")
-    env = bench_env(settings, alias)
+    # No worker takes the batches here: enqueue must not wait for room.
+    env = bench_env(settings, alias, MEDLINE_MAX_QUEUED_BATCHES="0")
     started = time.perf_counter()
     producer = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "enqueue", str(path)],

@@ -6,11 +6,13 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import DATA, run_cli, wait_for
+from tests.helpers import DATA, REPO, run_cli, wait_for
 from tests.integration.conftest import Stack, WorkerFactory
 from tests.records import MALFORMED, medline_record, write_records
 
@@ -330,3 +332,35 @@ def test_sigterm_lets_the_batch_in_hand_finish(
     assert done.state == "completed"
     assert done.indexed == 4000
     assert "Warm shutdown" in worker.log() or "warm shutdown" in worker.log().lower()
+
+
+def test_enqueue_holds_redis_to_the_queued_batch_limit_until_workers_take_them(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    path = write_records(tmp_path / "big.txt", [medline_record(700_000 + i) for i in range(40)])
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "enqueue", str(path), "--batch-records", "5"],
+        env={**os.environ, **stack.env, "MEDLINE_MAX_QUEUED_BATCHES": "2"},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # No worker yet: the producer stores two of its eight batches, then waits, and says so.
+        wait_for(
+            lambda: stack.jobs.queued_batches() == 2 and stack.queue_depth() == 2,
+            timeout=60,
+            what="two batches queued",
+        )
+        assert producer.poll() is None, "the producer did not wait"
+        assert stack.jobs.queued_batches() == 2
+        workers.start()
+        out, err = producer.communicate(timeout=JOB_TIMEOUT)
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+    assert producer.returncode == 0, err.decode()
+    assert b"MEDLINE_MAX_QUEUED_BATCHES=2" in err
+    done = stack.wait_completed(out.decode().strip(), timeout=JOB_TIMEOUT, what="the job")
+    assert (done.records, done.batches, done.indexed) == (40, 8, 40)
+    assert stack.count() == 40

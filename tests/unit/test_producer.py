@@ -12,7 +12,7 @@ import pytest
 from schemas.messages import BatchMessage, RawRecord
 from tests.records import medline_record, write_records
 from worker.errors import ConfigurationError
-from worker.jobs import JobStore
+from worker.jobs import BatchOutcome, JobStore
 from worker.producer import enqueue, iter_batches, resolve_inputs
 from worker.settings import Settings
 
@@ -140,3 +140,50 @@ def test_stdin_is_streamed(settings: Settings, jobs: JobStore) -> None:
     result = enqueue(["-"], settings=settings, jobs=jobs, publish=sent.append, stdin=stdin)
     assert result.records == 4
     assert {b.source for b in sent} == {"-"}
+
+
+def test_enqueue_waits_while_the_queue_is_full_and_goes_on_as_batches_are_done(
+    tmp_path: Path, settings: Settings, jobs: JobStore
+) -> None:
+    path = write_records(tmp_path / "a.txt", [medline_record(100 + i) for i in range(30)])
+    sent: list[BatchMessage] = []
+    most_queued = 0
+    told: list[tuple[int, int]] = []
+
+    def publish(batch: BatchMessage) -> None:
+        nonlocal most_queued
+        sent.append(batch)
+        most_queued = max(most_queued, jobs.queued_batches())
+
+    def worker_takes_one(_: float) -> None:
+        # What a worker does: commit the oldest batch, which takes it out of the queue.
+        done = next(b for b in sent if jobs.pending_batch(b.job_id, b.batch_id) is not None)
+        jobs.commit_batch(done.job_id, done.batch_id, BatchOutcome(indexed=len(done.records)))
+
+    result = enqueue(
+        [str(path)],
+        settings=settings,
+        jobs=jobs,
+        publish=publish,
+        max_queued=2,
+        on_wait=lambda queued, limit: told.append((queued, limit)),
+        sleep=worker_takes_one,
+    )
+
+    assert (result.records, result.batches, len(sent)) == (30, 10, 10)
+    assert most_queued == 2
+    assert told == [(2, 2)]  # once, not for every batch that waited
+
+
+def test_enqueue_without_a_limit_never_waits(
+    tmp_path: Path, settings: Settings, jobs: JobStore
+) -> None:
+    path = write_records(tmp_path / "a.txt", [medline_record(100 + i) for i in range(30)])
+
+    def no_sleep(_: float) -> None:
+        raise AssertionError("waited without a limit")
+
+    result = enqueue(
+        [str(path)], settings=settings, jobs=jobs, publish=lambda b: None, sleep=no_sleep
+    )
+    assert jobs.queued_batches() == result.batches == 10
