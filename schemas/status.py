@@ -34,6 +34,11 @@ class BrokerStatus(BaseModel):
     pending: int | None = Field(
         None, description="Batches published and not yet committed (queued, running, retrying)."
     )
+    pending_limit: int = Field(
+        0,
+        description="MEDLINE_MAX_QUEUED_BATCHES: enqueue waits while pending is at or over it "
+        "(0: no limit).",
+    )
     dead_letters: dict[str, int] | None = Field(None, description="Entries per dead-letter queue.")
     paused_reason: str | None = Field(
         None, description="Why workers hold off taking batches, when they do."

@@ -87,7 +87,15 @@ def render_status(status: Status) -> Any:
     if broker.reachable:
         queues.add_row(f"ingest ({broker.ingest_queue})", _number(broker.ingest_queue_depth))
         queues.add_row("in flight (unacknowledged)", _number(broker.unacked))
-        queues.add_row("pending (not yet committed)", _number(broker.pending))
+        limit = broker.pending_limit
+        if limit and (broker.pending or 0) >= limit:
+            queues.add_row(
+                f"pending (not yet committed; at the limit {limit:,}: enqueue waits)",
+                f"[yellow]{broker.pending:,}[/]",
+            )
+        else:
+            label = f"; enqueue waits at {limit:,}" if limit else ""
+            queues.add_row(f"pending (not yet committed{label})", _number(broker.pending))
         for name, depth in (broker.dead_letters or {}).items():
             style = "red" if depth else ""
             queues.add_row(f"dead letters: {name}", f"[{style}]{depth:,}[/]" if style else "0")

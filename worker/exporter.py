@@ -62,6 +62,12 @@ def status_metrics(status: Status) -> Iterator[Metric]:
             "Batches published and not yet committed: queued, running or retrying.",
             broker.pending or 0,
         )
+        yield _gauge(
+            "medline_batches_pending_limit",
+            "MEDLINE_MAX_QUEUED_BATCHES of the exporter's settings: enqueue waits while "
+            "medline_batches_pending is at or over it (0: no limit).",
+            broker.pending_limit,
+        )
         dead = _gauge(
             "medline_dead_letter_queue_depth",
             "Entries in each dead-letter queue.",

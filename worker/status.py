@@ -156,7 +156,10 @@ def redis_error(settings: Settings, exc: Exception) -> str:
 def broker_status(client: redis.Redis, settings: Settings) -> BrokerStatus:
     """Queue depth, unacknowledged and pending batches, dead letters, the pause flag."""
     status = BrokerStatus(
-        url=redact_url(settings.broker_url), reachable=False, ingest_queue=settings.ingest_queue
+        url=redact_url(settings.broker_url),
+        reachable=False,
+        ingest_queue=settings.ingest_queue,
+        pending_limit=settings.max_queued_batches,
     )
     try:
         pipe = client.pipeline(transaction=False)

@@ -350,6 +350,7 @@ def snapshot(redis_up: bool = True, es_up: bool = True) -> Status:
                 "ingest_queue_depth": 12,
                 "unacked": 3,
                 "pending": 15,
+                "pending_limit": 40,
                 "dead_letters": {"malformed": 4, "rejected": 1, "exhausted": 0},
                 "paused_reason": "too many dead letters",
             }
@@ -412,6 +413,7 @@ def test_the_exporter_reports_the_snapshot() -> None:
     assert found[("medline_ingest_queue_depth", ())] == 12
     assert found[("medline_batches_unacked", ())] == 3
     assert found[("medline_batches_pending", ())] == 15
+    assert found[("medline_batches_pending_limit", ())] == 40
     assert found[("medline_dead_letter_queue_depth", (("queue", "malformed"),))] == 4
     assert found[("medline_dead_letter_queue_depth", (("queue", "exhausted"),))] == 0
     assert found[("medline_ingest_paused", ())] == 1

@@ -126,6 +126,7 @@ def test_broker_depths_count_every_priority_list_and_the_dead_letters(
     assert status.ingest_queue_depth == 4
     assert status.unacked == 2
     assert status.pending == 5
+    assert status.pending_limit == settings.max_queued_batches
     assert status.dead_letters == {"malformed": 2, "rejected": 1, "exhausted": 0}  # entries
     assert status.paused_reason == "dead letters over the high-water mark"
 
@@ -323,6 +324,32 @@ def test_redis_down_still_reports_elasticsearch_and_does_not_ask_the_workers() -
 
 
 # --- rendering and the command -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pending", "limit", "shown"),
+    [
+        (3, 256, "pending (not yet committed; enqueue waits at 256)"),
+        (256, 256, "pending (not yet committed; at the limit 256: enqueue waits)"),
+        (3, 0, "pending (not yet committed)"),
+    ],
+)
+def test_the_rendering_says_when_enqueue_waits_for_room(
+    client: fakeredis.FakeRedis, pending: int, limit: int, shown: str
+) -> None:
+    settings = Settings(ingest_queue="q", key_prefix="t", max_queued_batches=limit)
+    client.zadd("t:inflight", {f"j\tb{i}": i for i in range(pending)})
+    status = gather_status(
+        settings,
+        redis_client=client,
+        es_client=FakeES("green", 0),  # type: ignore[arg-type]
+        workers=lambda: inspect_workers(FakeApp({}, {}), settings),
+    )
+    out = io.StringIO()
+    Console(file=out, width=200).print(render_status(status))
+    text = out.getvalue()
+    assert shown in text
+    assert f"{pending:,}" in text.split(shown, 1)[1].splitlines()[0]
 
 
 def test_the_rendering_shows_every_part(client: fakeredis.FakeRedis, settings: Settings) -> None:
