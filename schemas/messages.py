@@ -43,8 +43,8 @@ class BatchMessage(BaseModel):
     def to_json(self) -> bytes:
         """The batch as JSON, the same document :meth:`model_dump_json` writes.
 
-        orjson escapes the records' long texts several times faster than pydantic's
-        serializer: about 3 µs a record, a sixth of the producer's CPU.
+        orjson escapes the records' long texts faster than pydantic's serializer: 3.0 µs a
+        record against 5.4 (``tests/benchmarks/bench_broker.py``).
         """
         return orjson.dumps(self.model_dump())
 
@@ -52,8 +52,8 @@ class BatchMessage(BaseModel):
     def from_json(cls, data: bytes | str) -> BatchMessage:
         """Validate a batch written by :meth:`to_json` (or :meth:`model_dump_json`).
 
-        As strict as :meth:`model_validate_json`, and faster on long texts: orjson decodes
-        them, pydantic validates the result.
+        orjson decodes, the model validates the result: 3.5 µs a record against 4.3 for
+        :meth:`model_validate_json` (``tests/benchmarks/bench_broker.py``).
 
         :raises pydantic.ValidationError: the JSON is not a batch (malformed JSON included).
         """

@@ -138,7 +138,8 @@ class JobStore:
 
     # --- producer side ---
     def queued_batches(self) -> int:
-        """Batches of every job stored in Redis whose outcome is not committed yet."""
+        """Batches of every job stored in Redis whose outcome is not committed yet (what
+        ``status`` reports as pending)."""
         return int(self.redis.zcard(self.inflight_key))
 
     def start_job(self, job_id: str, sources: Iterable[str]) -> None:

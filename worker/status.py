@@ -41,14 +41,13 @@ from schemas.status import (
     WorkersStatus,
 )
 from worker.dead_letters import PAUSED_KEY
-from worker.jobs import summary_from_hash
+from worker.jobs import JobStore, summary_from_hash
 from worker.log_setup import redact
+from worker.reaper import UNACKED_KEY
 from worker.settings import Settings, redact_url
 
 #: Seconds a per-minute throughput counter lives: the longest window plus a margin.
 RATE_TTL = 20 * 60
-#: kombu's Redis transport keeps delivered, unacknowledged messages in this hash.
-UNACKED_KEY = "unacked"
 #: kombu's Redis transport puts a message of priority p > 0 in list ``{queue}\x06\x16{p}``.
 PRIORITY_SEPARATOR = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)
@@ -167,7 +166,8 @@ def broker_status(client: redis.Redis, settings: Settings) -> BrokerStatus:
         for key in keys:
             pipe.llen(key)
         pipe.hlen(UNACKED_KEY)
-        pipe.zcard(settings.key("inflight"))
+        # Published and not committed: what enqueue's MEDLINE_MAX_QUEUED_BATCHES counts too.
+        pipe.zcard(JobStore(client, settings).inflight_key)
         for queue in DEAD_LETTER_QUEUES:
             pipe.llen(settings.key("dlq", queue))
         pipe.get(settings.key(PAUSED_KEY))
