@@ -4,6 +4,10 @@ Records have the shape of real PubMed exports: 1 to 12 authors with affiliations
 ORCIDs, an abstract of 100 to 300 words, 3 to 15 MeSH headings with qualifiers and major
 flags, keywords, substances, grants, history dates and article ids. The generator is seeded,
 so a run is repeatable, and streams to disk, so it makes corpora of any size in constant memory.
+
+As in real exports, about half of the records hold characters beyond ASCII (names and places
+with diacritics, symbols such as ± and ≥ in abstracts): text that is ASCII only would flatter
+every contender's decoding, since Python keeps ASCII strings in their compact form.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ _WORDS = (
     "measured observed compared baseline follow-up months years higher lower levels"
 ).split()
 _SURNAMES = "Smith Jones Garcia Chen Wang Mueller Rossi Sorensen Kim Nguyen Silva Ivanov".split()
+#: Surnames with diacritics, taken for one author in :data:`ACCENTED_SHARE`.
+_ACCENTED_SURNAMES = "Sørensen Müller García Çelik Nováková Łukasiewicz".split()
+ACCENTED_SHARE = 0.08
+#: The affiliation of an author with an accented surname, spelt as its institution spells it.
+_ACCENTED_PLACE = "Institut für Immunologie, Charité - Universitätsmedizin Berlin, Germany."
 _GIVEN = "Per Anna John Maria Wei Li Hans Sofia Jin Lucas Elena Omar".split()
 _PLACES = (
     "Department of Neurology, Copenhagen University Hospital, Denmark.",
@@ -63,6 +72,10 @@ def _wrap(tag: str, text: str, width: int = 82) -> list[str]:
     return lines
 
 
+#: Measurements as abstracts write them, with symbols beyond ASCII.
+_MEASURES = ("(mean ± SD 4.2 ± 1.1)", "(≥ 18 years)", "(10 µg/kg)", "(37 °C)", "(P < 0.05)")
+
+
 def _sentence(rng: random.Random, words: int) -> str:
     text = " ".join(rng.choice(_WORDS) for _ in range(words))
     return text[0].upper() + text[1:] + "."
@@ -89,14 +102,18 @@ def record(pmid: int, rng: random.Random) -> str:
     lines.append(f"PG  - {rng.randint(1, 500)}-{rng.randint(501, 999)}")
     lines.append(f"LID - 10.{rng.randint(1000, 9999)}/j.bench.{pmid} [doi]")
     abstract = " ".join(_sentence(rng, rng.randint(12, 30)) for _ in range(rng.randint(6, 12)))
+    if rng.random() < 0.15:
+        abstract += f" Results {rng.choice(_MEASURES)} held."
     lines += _wrap("AB", abstract)
     for _ in range(rng.randint(1, 12)):
-        surname, given = rng.choice(_SURNAMES), rng.choice(_GIVEN)
+        accented = rng.random() < ACCENTED_SHARE
+        surname = rng.choice(_ACCENTED_SURNAMES if accented else _SURNAMES)
+        given = rng.choice(_GIVEN)
         lines.append(f"FAU - {surname}, {given}")
         lines.append(f"AU  - {surname} {given[0]}")
         if rng.random() < 0.3:
             lines.append(f"AUID- ORCID: 0000-000{rng.randint(1, 9)}-{rng.randint(1000, 9999)}-1234")
-        lines += _wrap("AD", rng.choice(_PLACES))
+        lines += _wrap("AD", _ACCENTED_PLACE if accented else rng.choice(_PLACES))
     lines += ["LA  - eng"]
     lines += [f"GR  - R01 NS{rng.randint(10000, 99999)}/NS/NINDS NIH HHS/United States"]
     lines += [f"PT  - {t}" for t in rng.sample(_TYPES, rng.randint(1, 2))]
