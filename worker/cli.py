@@ -318,6 +318,10 @@ def worker(
         configure_logging(settings)
 
     argv = ["worker", "-Q", settings.ingest_queue, "--pool", pool or settings.worker_pool]
+    # Gossip and mingle exchange state between workers that this program never reads (elections,
+    # revoked task ids); restarting gossip after a lost broker connection is also where Celery
+    # fails ("Error on restarting Gossip"), so the consumer comes back without them.
+    argv += ["--without-gossip", "--without-mingle"]
     if concurrency or settings.worker_concurrency:
         argv += ["--concurrency", str(concurrency or settings.worker_concurrency)]
     if hostname:

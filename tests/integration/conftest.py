@@ -40,6 +40,18 @@ ES_URL = os.environ.get(
 TEST_DATABASES = range(1, 64)
 #: Seconds a worker gets to say it is ready.
 WORKER_START_TIMEOUT = 120
+#: Lines of each worker's log printed when a test fails (pytest shows them with the failure).
+FAILED_LOG_LINES = 80
+#: Whether the test's own body failed, for fixtures to report on at teardown.
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -166,9 +178,18 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def is_ready(self) -> bool:
+    def log_tail(self, lines: int = FAILED_LOG_LINES) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def assert_alive(self) -> None:
+        """Fail the test now, with the end of its log, if the worker has exited."""
         if self.proc.poll() is not None:
-            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            raise AssertionError(
+                f"worker {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+            )
+
+    def is_ready(self) -> bool:
+        self.assert_alive()
         return " ready." in self.log()
 
     def kill(self) -> None:
@@ -222,8 +243,14 @@ class WorkerFactory:
 
 
 @pytest.fixture
-def workers(stack: Stack, tmp_path: Path) -> Iterator[WorkerFactory]:
-    """Starts real worker processes for the test; stops them all afterwards."""
+def workers(
+    stack: Stack, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[WorkerFactory]:
+    """Starts real worker processes for the test; stops them all afterwards, and prints the
+    end of their logs if the test failed."""
     factory = WorkerFactory(stack, tmp_path)
     yield factory
+    if request.node.stash.get(CALL_FAILED, False):
+        for worker in factory.started:
+            print(f"--- last lines of {worker.log_path} ---\n{worker.log_tail()}")
     factory.stop_all()

@@ -79,14 +79,17 @@ def test_redis_restarted_mid_job_loses_nothing(
     path = write_records(
         tmp_path / "redis.txt", (medline_record(500_000 + i) for i in range(total))
     )
-    workers.start(concurrency=2)
-    producer = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "enqueue", str(path), "--batch-records", "10"],
-        env={**os.environ, **stack.env},
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    worker = workers.start(concurrency=2)
+    # Files, not pipes: nobody reads a pipe while the test waits, and a full one would stall it.
+    out_path, err_path = tmp_path / "producer.out", tmp_path / "producer.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "enqueue", str(path), "--batch-records", "10"],
+            env={**os.environ, **stack.env},
+            cwd=REPO,
+            stdout=out,
+            stderr=err,
+        )
     try:
         # Restart while the producer is still enqueuing and workers are indexing.
         wait_for(
@@ -98,13 +101,24 @@ def test_redis_restarted_mid_job_loses_nothing(
         services("down", "redis")
         wait_for(lambda: not _redis_answers(), timeout=60, what="Redis to be down")
         services("up", "redis")
-    finally:
-        out, err = producer.communicate(timeout=JOB_TIMEOUT)
-    assert producer.returncode == 0, err.decode()
-    job_id = out.decode().strip()
 
-    done = stack.wait_completed(
-        job_id, timeout=JOB_TIMEOUT, what="the job to complete after the Redis restart"
+        def producer_done() -> bool:
+            # A worker that died would leave the producer waiting for room for ever.
+            worker.assert_alive()
+            return producer.poll() is not None
+
+        wait_for(producer_done, timeout=JOB_TIMEOUT, what="the producer to finish")
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+            producer.wait(timeout=30)
+    assert producer.returncode == 0, err_path.read_text(errors="replace")
+    job_id = out_path.read_text().strip()
+
+    done = wait_for(
+        lambda: worker.assert_alive() or ((s := stack.job(job_id)).state == "completed" and s),
+        timeout=JOB_TIMEOUT,
+        what="the job to complete after the Redis restart",
     )
     assert done.records == total
     assert done.indexed == total
