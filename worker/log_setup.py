@@ -10,7 +10,8 @@ In a worker, Celery's own output comes through the same formatter: logging is co
 logging. In JSON mode, Celery's ASCII banner on stdout is replaced by one ``worker_starting``
 event (hostname, concurrency, pool, queues, the broker URL with its password masked), and the
 notices Celery writes straight to the terminal from its signal handlers ("worker: Warm shutdown")
-are written as JSON lines too, so every line a JSON-mode worker prints parses as JSON.
+are written as JSON lines too, as is what libraries print to stdout or stderr, so every line a
+JSON-mode worker prints parses as JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import orjson
 from celery.signals import celeryd_after_setup, celeryd_init
+from celery.utils.log import LoggingProxy
 
 from worker.settings import Settings, get_settings
 
@@ -130,7 +132,10 @@ class TextFormatter(logging.Formatter):
 def configure_logging(settings: Settings, stream: Any = None) -> None:
     """Send the root logger to ``stream`` (stderr) in the configured format and level."""
     register_secrets(settings)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    stream = stream or sys.stderr
+    if isinstance(stream, LoggingProxy):  # a JSON-mode worker's stderr leads back to logging
+        stream = sys.__stderr__
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -173,6 +178,12 @@ def _configure_before_celery_starts(instance: Any = None, **_: Any) -> None:
 
         instance.quiet = True  # no ASCII banner on stdout: see _log_worker_starting
         celery.apps.worker.safe_say = _json_say
+        # Libraries that print rather than log (kombu prints "Restoring N unacknowledged
+        # message(s)" at shutdown) go through logging too. The handler above keeps the real
+        # stderr, so a logged line never comes back here.
+        redirected = logging.getLogger("celery.redirected")
+        sys.stdout = LoggingProxy(redirected, logging.WARNING)
+        sys.stderr = LoggingProxy(redirected, logging.WARNING)
 
 
 @celeryd_after_setup.connect

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -52,7 +53,9 @@ def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     say = celery.apps.worker.safe_say
+    stdout, stderr = sys.stdout, sys.stderr
     yield
+    sys.stdout, sys.stderr = stdout, stderr
     root.handlers[:] = handlers
     root.setLevel(level)
     logging.captureWarnings(False)
@@ -221,3 +224,22 @@ def test_celerys_terminal_notices_become_json_lines(
     entry = orjson.loads(line)
     assert entry["message"] == "worker: Warm shutdown (MainProcess)"
     assert entry["event"] == "worker_notice"
+
+
+def test_what_libraries_print_in_a_json_mode_worker_becomes_json_lines(
+    secret_settings: Settings, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(log_setup, "get_settings", lambda: secret_settings)
+    log_setup._configure_before_celery_starts(instance=_fake_worker())
+    # The worker command configures logging once more (Celery's setup_logging signal): its
+    # handler must not write into the redirected stderr, or every line would vanish.
+    configure_logging(secret_settings)
+    print("Restoring 1 unacknowledged message(s)", file=sys.stderr)
+    print(f"connected with {URL_PW}")
+    lines = capfd.readouterr().err.splitlines()
+    entries = [orjson.loads(line) for line in lines]
+    assert [e["message"] for e in entries] == [
+        "Restoring 1 unacknowledged message(s)",
+        "connected with ***",
+    ]
+    assert {e["level"] for e in entries} == {"warning"}
