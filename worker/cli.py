@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from schemas.dead_letter import DEAD_LETTER_QUEUES, DeadLetter
 from schemas.job import JobSummary
-from schemas.messages import BatchMessage
+from schemas.messages import BatchMessage, PackedBatch
 from worker import native
 from worker.errors import ConfigurationError, MedlineIngestError
 from worker.settings import Settings, get_settings, redact_url
@@ -364,7 +364,7 @@ def parse(files: tuple[str, ...]) -> None:
                 max_bytes=settings.batch_bytes,
             )
             for batch in batches:
-                parsed = parse_batch(batch, settings.max_record_bytes)
+                parsed = parse_batch(PackedBatch.from_message(batch), settings.max_record_bytes)
                 for record in parsed.documents:
                     out.write(record.body + b"\n")
                 for deletion in parsed.deletions:

@@ -506,5 +506,33 @@ def record_to_document(text: str) -> Document:
     except RecordError:
         raise
     except Exception as exc:
-        log.exception("the parser failed on a record; it is dead-lettered")
-        raise MedlineParseError(f"the parser failed on this record: {exc!r}") from exc
+        raise _parser_failure(exc) from exc
+
+
+def record_span_to_document(data: bytes, start: int, end: int) -> Document:
+    """:func:`record_to_document` for the record ``data[start:end]``, UTF-8 as a packed batch
+    holds it (:class:`~schemas.messages.PackedBatch`): the compiled parser reads it in place,
+    the Python one decodes it first (invalid bytes replaced).
+
+    :raises MedlineParseError, RecordError: as :func:`record_to_document`.
+    """
+    parser = compiled_parser()
+    if parser is None:
+        return record_to_document(data[start:end].decode("utf-8", "replace"))
+    # The same steps as record_to_document's, written out: this runs for every record.
+    try:
+        try:
+            body_json = parser.body_json_at(data, start, end)
+        except native.ParseError as exc:
+            raise parse_error(*exc.args) from None
+        return _from_json(body_json)
+    except RecordError:
+        raise
+    except Exception as exc:
+        raise _parser_failure(exc) from exc
+
+
+def _parser_failure(exc: Exception) -> MedlineParseError:
+    """The dead letter's reason for a failure of the parser itself, logged with its trace."""
+    log.exception("the parser failed on a record; it is dead-lettered")
+    return MedlineParseError(f"the parser failed on this record: {exc!r}")

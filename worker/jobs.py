@@ -10,7 +10,7 @@ Keys, under ``settings.key_prefix`` (default ``medline``):
 - ``{p}:job:{job_id}``                 hash of counters and timestamps
 - ``{p}:job:{job_id}:batches_done``    set of batch ids whose outcome is committed
 - ``{p}:job:{job_id}:deliveries``      hash ``{batch_id}:{retry}`` → deliveries
-- ``{p}:job:{job_id}:pending``         hash ``batch_id`` → the batch message, until committed
+- ``{p}:job:{job_id}:pending``         hash ``batch_id`` → the packed batch, until committed
 - ``{p}:inflight``                     sorted set ``{job_id}\t{batch_id}`` by last publish time
 - ``{p}:jobs``                         sorted set of job ids by start time
 - ``{p}:dlq:{queue}``                  dead-letter lists (see :mod:`worker.dead_letters`)
@@ -19,6 +19,8 @@ The pending hash holds the only copy of each batch's records: the broker carries
 :class:`~schemas.messages.BatchRef`, and the worker reads the batch from here
 (:meth:`JobStore.pending_batch`), so the raw text crosses Redis once each way instead of being
 base64- and JSON-encoded into a broker message, copied to kombu's unacked hash and decoded again.
+It is stored packed (:class:`~schemas.messages.PackedBatch`): the records' text as it was read,
+after a JSON head.
 It is also the safety net under the broker: kombu's Redis transport pops a message before it
 records it as unacknowledged, so a worker killed in between loses it, and
 :mod:`worker.reaper` re-publishes batches that are pending but nowhere in the broker.
@@ -37,7 +39,7 @@ import redis
 
 from schemas.dead_letter import DEAD_LETTER_QUEUES, DeadLetter
 from schemas.job import JobSummary
-from schemas.messages import BatchMessage
+from schemas.messages import BatchMessage, PackedBatch
 from worker.settings import Settings
 
 #: Seconds a job's delivery counters are kept; they only matter while the job runs.
@@ -159,11 +161,12 @@ class JobStore:
         )
         self.redis.zadd(self.settings.key("jobs"), {job_id: time.time()})
 
-    def track_pending(self, batch: BatchMessage) -> None:
-        """Store ``batch`` until its outcome is committed; call before publishing its reference
-        (the worker reads the records from here)."""
+    def track_pending(self, batch: BatchMessage | PackedBatch) -> None:
+        """Store ``batch``, packed, until its outcome is committed; call before publishing its
+        reference (the worker reads the records from here)."""
+        packed = batch if isinstance(batch, PackedBatch) else PackedBatch.from_message(batch)
         pipe = self.redis.pipeline()
-        pipe.hset(self.pending_key(batch.job_id), batch.batch_id, batch.to_json())
+        pipe.hset(self.pending_key(batch.job_id), batch.batch_id, packed.data)
         member = self.inflight_member(batch.job_id, batch.batch_id)
         pipe.zadd(self.inflight_key, {member: time.time()})
         pipe.execute()
@@ -173,14 +176,14 @@ class JobStore:
         members = self.redis.zrangebyscore(self.inflight_key, "-inf", published_before)
         return [tuple(m.decode().split("\t", 1)) for m in members]  # type: ignore[misc]
 
-    def pending_batch(self, job_id: str, batch_id: str) -> BatchMessage | None:
+    def pending_batch(self, job_id: str, batch_id: str) -> PackedBatch | None:
         """The batch as the producer tracked it, or None once its outcome is committed (or
         if it never was tracked).
 
         :raises pydantic.ValidationError: the stored copy is not a batch.
         """
         raw = self.redis.hget(self.pending_key(job_id), batch_id)
-        return BatchMessage.from_json(raw) if raw else None
+        return PackedBatch.unpack(raw) if raw else None
 
     def touch_inflight(self, job_id: str, batch_id: str) -> None:
         """Record that the batch was just published again."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from elasticsearch import Elasticsearch
 from schemas.dead_letter import DeadLetter, FieldError
 from schemas.deletion import Deletion
 from schemas.document import Document
-from schemas.messages import BatchMessage, BatchRef, RawRecord, RecordFormat
+from schemas.messages import BatchMessage, BatchRef, PackedBatch, RawRecord, RecordFormat
 from worker.bulk_indexer import (
     BulkAction,
     BulkLimits,
@@ -33,9 +33,10 @@ from worker.bulk_indexer import (
     TransientBulkError,
     bulk_write,
 )
-from worker.documents import record_to_document
+from worker.documents import record_span_to_document
 from worker.errors import RecordError
 from worker.jobs import BatchOutcome, JobStore
+from worker.pubmed_xml import xml_record_span_to_document
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,23 +44,15 @@ log = logging.getLogger(__name__)
 #: Characters of an Elasticsearch error kept in a dead letter's reason.
 REASON_LIMIT = 500
 
-#: Turns one raw record of a format into a document (or a deletion); raises RecordError for
-#: bad input.
-RecordParser = Callable[[str], Document | Deletion]
+#: Turns one raw record of a format, ``data[start:end]`` of a packed batch, into a document
+#: (or a deletion); raises RecordError for bad input.
+RecordParser = Callable[[bytes, int, int], Document | Deletion]
 
-
-def _parsers() -> dict[RecordFormat, RecordParser]:
-    parsers: dict[RecordFormat, RecordParser] = {"medline": record_to_document}
-    try:
-        from worker.pubmed_xml import xml_record_to_document
-    except ImportError:  # XML support is optional until its module lands
-        pass
-    else:
-        parsers["pubmed-xml"] = xml_record_to_document
-    return parsers
-
-
-PARSERS = _parsers()
+#: The parser of each format a batch can carry.
+PARSERS: dict[RecordFormat, RecordParser] = {
+    "medline": record_span_to_document,
+    "pubmed-xml": xml_record_span_to_document,
+}
 
 
 class MissingBatchError(Exception):
@@ -67,7 +60,7 @@ class MissingBatchError(Exception):
     were removed from the job's pending hash by something other than its commit."""
 
 
-def load_batch(jobs: JobStore, message: Any) -> BatchMessage | None:
+def load_batch(jobs: JobStore, message: Any) -> PackedBatch | None:
     """The batch that a task message stands for.
 
     :param message: a :class:`~schemas.messages.BatchRef` (what producers publish; the batch
@@ -79,7 +72,7 @@ def load_batch(jobs: JobStore, message: Any) -> BatchMessage | None:
     :raises redis.RedisError: Redis is unreachable; nothing was changed.
     """
     if isinstance(message, dict) and "records" in message:
-        return BatchMessage.model_validate(message)
+        return PackedBatch.from_message(BatchMessage.model_validate(message))
     ref = BatchRef.model_validate(message)
     batch = jobs.pending_batch(ref.job_id, ref.batch_id)
     if batch is not None:
@@ -92,16 +85,18 @@ def load_batch(jobs: JobStore, message: Any) -> BatchMessage | None:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedRecord:
     """A record that became a valid document: what writing it takes.
 
     The validated :class:`Document` itself is not kept: a batch's documents hold hundreds of
     thousands of objects, and keeping them alive to the end of the batch made the garbage
-    collector scan them again and again (about 15 % of the parse time).
+    collector scan them again and again (about 15 % of the parse time). Nor is its raw text:
+    :meth:`~schemas.messages.PackedBatch.raw_record` decodes it if it is to be dead-lettered.
     """
 
-    raw: RawRecord
+    #: The record's position in its batch.
+    position: int
     pmid: str
     #: The document's :meth:`~schemas.document.Document.revision_version`.
     version: int
@@ -125,14 +120,7 @@ class ParsedBatch:
         self.dead_letters += other.dead_letters
 
 
-def _utf8_size(text: str, limit: int) -> int:
-    # UTF-8 takes at most 4 bytes a character: short texts need no encoding to be measured.
-    if len(text) * 4 <= limit:
-        return len(text)
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _malformed(batch: BatchMessage, raw: RawRecord, reason: str, **extra: Any) -> DeadLetter:
+def _malformed(batch: PackedBatch, raw: RawRecord, reason: str, **extra: Any) -> DeadLetter:
     return DeadLetter(
         queue="malformed",
         reason=reason,
@@ -145,61 +133,62 @@ def _malformed(batch: BatchMessage, raw: RawRecord, reason: str, **extra: Any) -
     )
 
 
-def parse_batch(batch: BatchMessage, max_record_bytes: int) -> ParsedBatch:
+def parse_batch(batch: PackedBatch, max_record_bytes: int) -> ParsedBatch:
     """Parse and validate each record of the batch.
 
     Never raises for bad input: a record that is too large, not MEDLINE, or invalid becomes a
     ``malformed`` dead letter with its raw text, and the rest of the batch goes on.
     """
-    return parse_records(batch, batch.records, max_record_bytes)
+    return parse_records(batch, 0, len(batch), max_record_bytes)
 
 
-def parse_records(
-    batch: BatchMessage, records: Iterable[RawRecord], max_record_bytes: int
-) -> ParsedBatch:
-    """Parse and validate ``records``, a part of ``batch``; as :func:`parse_batch`."""
+def parse_records(batch: PackedBatch, start: int, stop: int, max_record_bytes: int) -> ParsedBatch:
+    """Parse and validate records ``start`` to ``stop`` of ``batch``; as :func:`parse_batch`."""
     parse = PARSERS.get(batch.format)
+    data = batch.data
     parsed: list[ParsedRecord] = []
     deletions: list[Deletion] = []
     dead: list[DeadLetter] = []
-    for raw in records:
-        size = _utf8_size(raw.text, max_record_bytes)
-        if size > max_record_bytes:
-            dead.append(
-                _malformed(
-                    batch,
-                    raw,
-                    f"record too large: {size} bytes, over the limit of {max_record_bytes} "
-                    "(MEDLINE_MAX_RECORD_BYTES)",
-                )
+    for position, (_offset, begin, end) in enumerate(batch.spans(start, stop), start):
+        if end - begin > max_record_bytes:
+            reason = (
+                f"record too large: {end - begin} bytes, over the limit of {max_record_bytes} "
+                "(MEDLINE_MAX_RECORD_BYTES)"
             )
-            continue
-        if parse is None:
-            dead.append(_malformed(batch, raw, f"no parser for format {batch.format!r}"))
-            continue
-        try:
-            document = parse(raw.text)
-        except RecordError as exc:
-            errors = [FieldError.model_validate(e) for e in exc.errors]
-            dead.append(_malformed(batch, raw, exc.reason, errors=errors, pmid=exc.pmid))
-            continue
-        except Exception as exc:  # a parser bug must not lose the record or kill the worker
-            log.exception("parser failed on a record of batch %s", batch.batch_id)
-            dead.append(_malformed(batch, raw, f"internal parser error: {exc!r}"))
-            continue
-        if isinstance(document, Deletion):
-            deletions.append(document)
+        elif parse is None:
+            reason = f"no parser for format {batch.format!r}"
         else:
-            parsed.append(
-                ParsedRecord(raw, document.pmid, document.revision_version(), document.index_json())
-            )
+            try:
+                document = parse(data, begin, end)
+            except RecordError as exc:
+                errors = [FieldError.model_validate(e) for e in exc.errors]
+                raw = batch.raw_record(position)
+                dead.append(_malformed(batch, raw, exc.reason, errors=errors, pmid=exc.pmid))
+                continue
+            except Exception as exc:  # a parser bug must not lose the record or kill the worker
+                log.exception("parser failed on a record of batch %s", batch.batch_id)
+                reason = f"internal parser error: {exc!r}"
+            else:
+                if isinstance(document, Deletion):
+                    deletions.append(document)
+                else:
+                    parsed.append(
+                        ParsedRecord(
+                            position,
+                            document.pmid,
+                            document.revision_version(),
+                            document.index_json(),
+                        )
+                    )
+                continue
+        dead.append(_malformed(batch, batch.raw_record(position), reason))
     return ParsedBatch(parsed, deletions, dead)
 
 
 def parse_and_index(
     client: Elasticsearch,
     index: str,
-    batch: BatchMessage,
+    batch: PackedBatch,
     max_record_bytes: int,
     limits: BulkLimits,
     observe: RequestObserver | None = None,
@@ -216,11 +205,10 @@ def parse_and_index(
         chunk sent has finished.
     """
     parsed = ParsedBatch([], [], [])
-    records = batch.records
     step = max(1, limits.chunk_docs)
     with BulkWriter(client, index, limits, observe=observe) as writer:
-        for start in range(0, len(records), step):
-            part = parse_records(batch, records[start : start + step], max_record_bytes)
+        for start in range(0, len(batch), step):
+            part = parse_records(batch, start, start + step, max_record_bytes)
             writer.submit(index_actions(part))
             parsed.extend(part)
         result = writer.result()
@@ -247,7 +235,7 @@ def delete_actions(parsed: ParsedBatch) -> list[BulkAction]:
     return [BulkAction(op="delete", doc_id=d.pmid, ref=d) for d in parsed.deletions]
 
 
-def outcome_of(batch: BatchMessage, parsed: ParsedBatch, result: BulkResult) -> BatchOutcome:
+def outcome_of(batch: PackedBatch, parsed: ParsedBatch, result: BulkResult) -> BatchOutcome:
     """The batch's outcome from the bulk results: counts, then the malformed records' dead
     letters and a ``rejected`` one for each document Elasticsearch refused.
 
@@ -275,7 +263,7 @@ def outcome_of(batch: BatchMessage, parsed: ParsedBatch, result: BulkResult) -> 
                 batch_id=batch.batch_id,
                 source=batch.source,
                 format=batch.format,
-                records=[record.raw],
+                records=[batch.raw_record(record.position)],
                 pmid=record.pmid,
                 document=orjson.loads(record.body),
                 es_error={"status": status, **error},
@@ -284,7 +272,7 @@ def outcome_of(batch: BatchMessage, parsed: ParsedBatch, result: BulkResult) -> 
     return outcome
 
 
-def exhausted_outcome(batch: BatchMessage, reason: str, attempts: int) -> BatchOutcome:
+def exhausted_outcome(batch: PackedBatch, reason: str, attempts: int) -> BatchOutcome:
     """The whole raw batch as one ``exhausted`` dead letter, ready to replay."""
     return BatchOutcome(
         dead_letters=[
@@ -315,7 +303,7 @@ class BatchReport:
 
 
 def process_batch(
-    batch: BatchMessage,
+    batch: PackedBatch,
     *,
     client: Elasticsearch,
     jobs: JobStore,
@@ -331,7 +319,7 @@ def process_batch(
     :raises redis.RedisError: the job store is unreachable; nothing committed.
     """
     started = time.perf_counter()
-    records = len(batch.records)
+    records = len(batch)
     if jobs.batch_done(batch.job_id, batch.batch_id):
         log.info("batch %s already committed; redelivery ignored", batch.batch_id)
         return BatchReport(batch.batch_id, records, BatchOutcome(), False, 0.0)

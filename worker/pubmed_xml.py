@@ -613,6 +613,12 @@ def xml_record_to_document(text: str) -> Document | Deletion:
     return build_document(fields)
 
 
+def xml_record_span_to_document(data: bytes, start: int, end: int) -> Document | Deletion:
+    """:func:`xml_record_to_document` for the record ``data[start:end]``, UTF-8 as a packed
+    batch holds it (invalid bytes replaced)."""
+    return xml_record_to_document(data[start:end].decode("utf-8", "replace"))
+
+
 def _record_fields(root: etree._Element) -> Fields:
     if root.tag == "PubmedArticle":
         citation = root.find("MedlineCitation")

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from redis import RedisError
 
 from schemas.dead_letter import DeadLetter
-from schemas.messages import BatchMessage, RawRecord
+from schemas.messages import PackedBatch, RawRecord
 from worker.bulk_indexer import backoff_delay
 from worker.celery_app import INGEST_TASK, SCAN_INBOX_TASK, app, batch_publisher
 from worker.errors import ConfigurationError
@@ -173,7 +173,7 @@ def _account(
         log.debug("could not count throughput", exc_info=True)
 
 
-def _log_report(report: BatchReport, batch: BatchMessage, retries: int) -> None:
+def _log_report(report: BatchReport, batch: PackedBatch, retries: int) -> None:
     outcome = report.outcome
     log.info(
         "batch done",

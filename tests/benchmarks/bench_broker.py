@@ -31,7 +31,7 @@ import redis  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from schemas.messages import BatchMessage  # noqa: E402
+from schemas.messages import BatchMessage, PackedBatch  # noqa: E402
 from tests.benchmarks.corpus import write_corpus  # noqa: E402
 from worker.medline_text import iter_raw_records, open_source  # noqa: E402
 from worker.producer import iter_batches  # noqa: E402
@@ -93,6 +93,28 @@ def bench_json(batches: list[BatchMessage], records: int) -> None:
         lambda: [BatchMessage.from_json(d) for d in data],
         records,
         slow,
+    )
+    print("batch as stored in the pending hash (packed: JSON head, then the records' text):")
+    as_json = per_record(
+        "write: BatchMessage.to_json", lambda: [b.to_json() for b in batches], records
+    )
+    per_record(
+        "write: PackedBatch.from_message",
+        lambda: [PackedBatch.from_message(b).data for b in batches],
+        records,
+        as_json,
+    )
+    packed = [PackedBatch.from_message(b).data for b in batches]
+    as_json = per_record(
+        "read: BatchMessage.from_json, text to UTF-8",
+        lambda: [[r.text.encode() for r in BatchMessage.from_json(d).records] for d in data],
+        records,
+    )
+    per_record(
+        "read: PackedBatch.unpack (text stays UTF-8)",
+        lambda: [PackedBatch.unpack(p) for p in packed],
+        records,
+        as_json,
     )
 
 

@@ -1,4 +1,5 @@
-"""Batch JSON: the fast path (orjson) writes and reads the same documents as pydantic's."""
+"""Batch JSON: the fast path (orjson) writes and reads the same documents as pydantic's; a
+packed batch (JSON head, then the records' text) holds exactly the batch it was packed from."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas.messages import BatchMessage, RawRecord
+from schemas.messages import BatchMessage, PackedBatch, RawRecord
 
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)
 batches = st.builds(
@@ -46,3 +47,50 @@ def test_from_json_reads_both_writers_back(batch: BatchMessage) -> None:
 def test_from_json_refuses_what_is_not_a_batch(data: bytes) -> None:
     with pytest.raises(ValidationError):
         BatchMessage.from_json(data)
+
+
+@given(batches)
+def test_a_packed_batch_unpacks_to_the_batch_it_was_packed_from(batch: BatchMessage) -> None:
+    packed = PackedBatch.unpack(PackedBatch.from_message(batch).data)
+    assert packed.to_message() == batch
+    assert len(packed) == len(batch.records)
+    assert [packed.raw_record(i) for i in range(len(packed))] == batch.records
+
+
+@given(batches, st.integers(0, 5), st.integers(0, 5))
+def test_spans_are_where_each_record_text_lies(batch: BatchMessage, start: int, stop: int) -> None:
+    packed = PackedBatch.from_message(batch)
+    spans = list(packed.spans(start, stop))
+    expected = batch.records[start:stop]
+    assert [offset for offset, _, _ in spans] == [r.offset for r in expected]
+    assert [packed.data[b:e].decode() for _, b, e in spans] == [r.text for r in expected]
+
+
+def test_a_packed_batch_head_is_one_json_line_before_the_text() -> None:
+    batch = BatchMessage(
+        job_id="j",
+        batch_id="j:1",
+        source="s",
+        records=[
+            RawRecord(offset=0, text="PMID- 1\nAU  - Sørensen P"),
+            RawRecord(offset=9, text="x"),
+        ],
+    )
+    head, text = PackedBatch.from_message(batch).data.split(b"\n", 1)
+    assert orjson.loads(head)["sizes"] == [25, 1]
+    assert text == "PMID- 1\nAU  - Sørensen Px".encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b'{"job_id":"j","batch_id":"b","source":"s","offsets":[0],"sizes":[3]}\nab', "sizes"),
+        (b'{"job_id":"j","batch_id":"b","source":"s","offsets":[0,1],"sizes":[1]}\na', "sizes"),
+        (b'{"job_id":"j","batch_id":"b","source":"s","offsets":[-1],"sizes":[1]}\na', "offsets"),
+        (b'{"job_id":"j","source":"s","offsets":[],"sizes":[]}\n', "batch_id"),
+        (b"not json\nPMID- 1", "json"),
+    ],
+)
+def test_unpack_refuses_what_is_not_a_packed_batch(data: bytes, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        PackedBatch.unpack(data)

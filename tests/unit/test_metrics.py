@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.dead_letter import DeadLetter
-from schemas.messages import BatchMessage, RawRecord
+from schemas.messages import BatchMessage, PackedBatch, RawRecord
 from schemas.status import (
     BrokerStatus,
     ElasticsearchStatus,
@@ -66,13 +66,14 @@ def value(m: WorkerMetrics, name: str, **labels: str) -> float:
     return 0.0 if found is None else found
 
 
-def batch(*texts: str) -> BatchMessage:
-    return BatchMessage(
+def batch(*texts: str) -> PackedBatch:
+    message = BatchMessage(
         job_id="job-1",
         batch_id="job-1:000000",
         source="test.txt",
         records=[RawRecord(offset=i * 100, text=t) for i, t in enumerate(texts)],
     )
+    return PackedBatch.from_message(message)
 
 
 def entry(queue: str, reason: str, **extra: object) -> DeadLetter:

@@ -99,6 +99,30 @@ def test_a_generated_corpus_gives_the_same_bodies(compiled: Any, tmp_path: Path)
             assert orjson.loads(compiled.body_json(record.text)) == _fields_to_body(fields)
 
 
+def test_a_record_read_in_place_gives_the_body_of_its_text(compiled: Any, tmp_path: Path) -> None:
+    path = write_corpus(tmp_path / "corpus.txt", 300, seed=11)
+    with open_source(path) as stream:
+        texts = [record.text for record in iter_raw_records(stream)]
+    assert any(not text.isascii() for text in texts)
+    data = b"head\n" + b"".join(text.encode() for text in texts)
+    begin = 5
+    for text in texts:
+        end = begin + len(text.encode())
+        assert compiled.body_json_at(data, begin, end) == compiled.body_json(text)
+        begin = end
+
+
+def test_a_record_read_in_place_has_invalid_bytes_replaced(compiled: Any) -> None:
+    data = b"xxPMID- 1\nTI  - caf\xe9 au lait\nDP  - 2003"
+    assert compiled.body_json_at(data, 2, len(data)) == compiled.body_json(
+        data[2:].decode("utf-8", "replace")
+    )
+    with pytest.raises(ValueError, match=r"no bytes 2\.\.99"):
+        compiled.body_json_at(data, 2, 99)
+    with pytest.raises(native.ParseError):
+        compiled.body_json_at(b"not a record", 0, 12)
+
+
 _TAGS = st.sampled_from([*sorted(KNOWN_TAGS), "XYZ", "AB", "MH", "AD", "FAU", "AU", "PHST"])
 _WORDS = st.text(
     alphabet=st.characters(

@@ -13,7 +13,7 @@ import pytest
 
 from schemas.deletion import Deletion
 from schemas.document import Document
-from schemas.messages import RawRecord
+from schemas.messages import BatchMessage, PackedBatch, RawRecord
 from tests.helpers import DATA
 from tests.pubmed_records import (
     article_set,
@@ -26,7 +26,7 @@ from worker.documents import record_to_document
 from worker.errors import RecordError
 from worker.jobs import JobStore
 from worker.medline_text import format_record, iter_raw_records, open_source
-from worker.pipeline import PARSERS
+from worker.pipeline import parse_batch
 from worker.producer import enqueue, iter_records, sniff_format
 from worker.pubmed_xml import (
     XmlSourceError,
@@ -231,8 +231,17 @@ def test_bad_records_raise_record_errors(text: str, reason: str | None, pmid: st
     assert caught.value.pmid == pmid
 
 
-def test_the_pipeline_parses_xml_batches() -> None:
-    assert PARSERS["pubmed-xml"] is xml_record_to_document
+def test_the_pipeline_parses_xml_batches_as_the_xml_parser_does() -> None:
+    records = xml_records(SAMPLE_XML)
+    batch = BatchMessage(
+        job_id="j", batch_id="j:0", source=str(SAMPLE_XML), format="pubmed-xml", records=records
+    )
+    parsed = parse_batch(PackedBatch.from_message(batch), max_record_bytes=2**21)
+    assert not parsed.dead_letters
+    expected = [xml_record_to_document(r.text) for r in records]
+    assert [p.body for p in parsed.documents] == [
+        d.index_json() for d in expected if isinstance(d, Document)
+    ]
 
 
 # --- splitting --------------------------------------------------------------------------------

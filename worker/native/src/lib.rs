@@ -91,6 +91,24 @@ impl Parser {
         Ok(self.body_bytes(py, &found))
     }
 
+    /// The index body of the record `data[start..end]`, UTF-8 (invalid bytes replaced, as
+    /// the splitter does), as compact JSON: a record of a packed batch, read in place,
+    /// without a str made of it. Raises ParseError, or ValueError for a span outside `data`.
+    fn body_json_at<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        start: usize,
+        end: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = data
+            .get(start..end)
+            .ok_or_else(|| PyValueError::new_err(format!("no bytes {start}..{end} in the batch")))?;
+        let text = String::from_utf8_lossy(bytes);
+        let found = self.parse(&text)?;
+        Ok(self.body_bytes(py, &found))
+    }
+
     /// The index body of (tag, value) pairs, values already trimmed, as compact JSON.
     fn fields_body_json<'py>(
         &self,
