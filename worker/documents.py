@@ -498,11 +498,7 @@ def record_to_document(text: str) -> Document:
         parser = compiled_parser()
         if parser is None:
             return build_document(parse_fields(text))
-        try:
-            body_json = parser.body_json(text)
-        except native.ParseError as exc:
-            raise parse_error(*exc.args) from None
-        return _from_json(body_json)
+        return _compiled_document(parser.body_json, text)
     except RecordError:
         raise
     except Exception as exc:
@@ -519,17 +515,25 @@ def record_span_to_document(data: bytes, start: int, end: int) -> Document:
     parser = compiled_parser()
     if parser is None:
         return record_to_document(data[start:end].decode("utf-8", "replace"))
-    # The same steps as record_to_document's, written out: this runs for every record.
     try:
-        try:
-            body_json = parser.body_json_at(data, start, end)
-        except native.ParseError as exc:
-            raise parse_error(*exc.args) from None
-        return _from_json(body_json)
+        return _compiled_document(parser.body_json_at, data, start, end)
     except RecordError:
         raise
     except Exception as exc:
         raise _parser_failure(exc) from exc
+
+
+def _compiled_document(body_json: Callable[..., bytes], *args: object) -> Document:
+    """The document whose index body the compiled parser's ``body_json(*args)`` makes.
+
+    :raises MedlineParseError: the compiled parser found no MEDLINE record.
+    :raises RecordError: the body is not a valid document.
+    """
+    try:
+        body = body_json(*args)
+    except native.ParseError as exc:
+        raise parse_error(*exc.args) from None
+    return _from_json(body)
 
 
 def _parser_failure(exc: Exception) -> MedlineParseError:
