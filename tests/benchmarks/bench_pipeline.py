@@ -94,6 +94,31 @@ def cpu_seconds(pid: int, reaped_children: bool = False) -> float:
     return ticks / CLK_TCK
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of the whole machine so far, all cores: busy is user,
+    system and interrupts (idle and I/O wait left out); stolen is what the hypervisor gave
+    other guests, the noise of a shared machine."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+
+
+class CoresBusy:
+    """How many cores the machine kept busy, and had stolen, between creation and
+    :meth:`stop`: what tells a contender limited by CPU from one that leaves cores idle."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._busy, self._stolen = machine_cpu()
+        self.busy = self.stolen = 0.0
+
+    def stop(self) -> None:
+        seconds = time.perf_counter() - self._started
+        busy, stolen = machine_cpu()
+        self.busy = (busy - self._busy) / seconds
+        self.stolen = (stolen - self._stolen) / seconds
+
+
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
@@ -158,6 +183,8 @@ class Run:
     note: str = ""
     #: CPU microseconds per record spent by each local service during the run.
     service_us: dict[str, float] = field(default_factory=dict)
+    #: Cores the whole machine kept busy, and had stolen by the hypervisor, during the run.
+    cores: CoresBusy | None = None
 
     @property
     def rate(self) -> float:
@@ -263,8 +290,9 @@ def run_ceiling(
 ) -> Run:
     alias = fresh_alias(es, settings, "ceiling")
     try:
-        services = service_cpu()
+        services, cores = service_cpu(), CoresBusy()
         seconds = timed_load(es, alias, docs, best_size)
+        cores.stop()
         service_us = service_us_since(services, len(docs))
         es.indices.refresh(index=alias)  # for the count below; untimed, as in (c)
         count = es.count(index=alias)["count"]
@@ -284,6 +312,7 @@ def run_ceiling(
         seconds,
         f"bulk size {best_size} x{CEILING_CONCURRENCY} concurrent",
         service_us,
+        cores,
     )
 
 
@@ -297,14 +326,20 @@ def run_naive(es: Elasticsearch, path: Path, records: int) -> Run:
             for record in Medline.parse(handle):
                 yield {"_index": index, "_id": record["PMID"], "_source": dict(record)}
 
-    services = service_cpu()
+    services, cores = service_cpu(), CoresBusy()
     started = time.perf_counter()
     ok, _ = helpers.bulk(es, actions())
     seconds = time.perf_counter() - started
+    cores.stop()
     service_us = service_us_since(services, ok)
     es.indices.delete(index=index)
     return Run(
-        "(b) naive: Bio.Medline + helpers.bulk", ok, seconds, "one process, defaults", service_us
+        "(b) naive: Bio.Medline + helpers.bulk",
+        ok,
+        seconds,
+        "one process, defaults",
+        service_us,
+        cores,
     )
 
 
@@ -372,7 +407,7 @@ def run_pipeline(
     pool = children(workers.pid)
     main_before = cpu_seconds(workers.pid)
     cpu_before = sum(cpu_seconds(p) for p in pool) + main_before
-    services = service_cpu()
+    services, cores = service_cpu(), CoresBusy()
     try:
         started = time.perf_counter()
         producer = subprocess.Popen(
@@ -399,6 +434,7 @@ def run_pipeline(
         _, status, usage = os.wait4(producer.pid, 0)
         producer.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
+        cores.stop()
         service_us = service_us_since(services, records)
         producer_peak = watcher.join()
         if producer.returncode != 0:
@@ -424,6 +460,7 @@ def run_pipeline(
         # The job's own span: from its start to its last batch's commit.
         f"batch {batch_records}, job {summary['duration_s']:.1f} s",
         service_us,
+        cores,
         worker_cpu_per_record_ms=cpu / records * 1000,
         worker_main_cpu_per_record_ms=main_cpu / records * 1000,
         producer_cpu_per_record_ms=(usage.ru_utime + usage.ru_stime) / records * 1000,
@@ -479,6 +516,12 @@ def report(ceiling: Run, naive: Run, ours: PipelineRun) -> None:
         if run.service_us:
             spent = ", ".join(f"{name} {us:.0f}" for name, us in run.service_us.items())
             print(f"  CPU µs per record, {run.name[:3]} {spent}")
+    for run in (ceiling, naive, ours):
+        if run.cores is not None:
+            print(
+                f"  cores busy, {run.name[:3]} {run.cores.busy:.2f} of {os.cpu_count()}"
+                f" (stolen by the hypervisor: {run.cores.stolen:.2f})"
+            )
     print()
     print(f"c/a = {ours.rate / ceiling.rate:.2f}   (target >= 0.8)")
     print(f"c/b = {ours.rate / naive.rate:.2f}   (target >= 2)")
