@@ -184,20 +184,47 @@ class PackedBatch:
         )
 
     @classmethod
-    def from_message(cls, batch: BatchMessage) -> PackedBatch:
-        """``batch`` packed; :attr:`data` is what the pending hash stores."""
-        texts = [record.text.encode() for record in batch.records]
+    def pack(
+        cls,
+        *,
+        job_id: str,
+        batch_id: str,
+        source: str,
+        format: RecordFormat,
+        offsets: list[int],
+        texts: list[bytes],
+        replay_of: str | None = None,
+    ) -> PackedBatch:
+        """A batch of the records ``texts`` (UTF-8), read at ``offsets`` of ``source``; its
+        :attr:`data` is what the pending hash stores.
+
+        :raises pydantic.ValidationError: an offset is negative, or there are not as many
+            offsets as texts.
+        """
         head = BatchHead(
-            job_id=batch.job_id,
-            batch_id=batch.batch_id,
-            source=batch.source,
-            format=batch.format,
-            replay_of=batch.replay_of,
-            offsets=[record.offset for record in batch.records],
+            job_id=job_id,
+            batch_id=batch_id,
+            source=source,
+            format=format,
+            replay_of=replay_of,
+            offsets=offsets,
             sizes=[len(text) for text in texts],
         )
         head_json = orjson.dumps(head.model_dump())
         return cls(head, b"".join([head_json, PACKED_SEPARATOR, *texts]), len(head_json) + 1)
+
+    @classmethod
+    def from_message(cls, batch: BatchMessage) -> PackedBatch:
+        """``batch`` packed; :attr:`data` is what the pending hash stores."""
+        return cls.pack(
+            job_id=batch.job_id,
+            batch_id=batch.batch_id,
+            source=batch.source,
+            format=batch.format,
+            offsets=[record.offset for record in batch.records],
+            texts=[record.text.encode() for record in batch.records],
+            replay_of=batch.replay_of,
+        )
 
     @classmethod
     def unpack(cls, data: bytes) -> PackedBatch:

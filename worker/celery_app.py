@@ -20,7 +20,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 
-from schemas.messages import BatchMessage, BatchRef
+from schemas.messages import BatchMessage, BatchRef, PackedBatch
 from worker.redis_client import broker_url_with_password
 from worker.settings import Settings, crontab_fields, get_settings
 
@@ -121,7 +121,7 @@ def make_app(settings: Settings) -> Celery:
 app = make_app(get_settings())
 
 
-def batch_publisher(settings: Settings) -> Callable[[BatchMessage], None]:
+def batch_publisher(settings: Settings) -> Callable[[BatchMessage | PackedBatch], None]:
     """A function that sends a batch to the ingest task on ``settings.ingest_queue``.
 
     Only the batch's :class:`~schemas.messages.BatchRef` goes on the broker: the caller must
@@ -129,7 +129,7 @@ def batch_publisher(settings: Settings) -> Callable[[BatchMessage], None]:
     producer does anyway (it is what the reaper recovers lost batches from).
     """
 
-    def publish(batch: BatchMessage) -> None:
+    def publish(batch: BatchMessage | PackedBatch) -> None:
         ref = BatchRef(job_id=batch.job_id, batch_id=batch.batch_id)
         app.send_task(INGEST_TASK, args=[ref.model_dump()], queue=settings.ingest_queue)
 

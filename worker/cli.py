@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import elastic_transport
@@ -20,10 +20,12 @@ from pydantic import ValidationError
 
 from schemas.dead_letter import DEAD_LETTER_QUEUES, DeadLetter
 from schemas.job import JobSummary
-from schemas.messages import BatchMessage, PackedBatch
 from worker import native
 from worker.errors import ConfigurationError, MedlineIngestError
 from worker.settings import Settings, get_settings, redact_url
+
+if TYPE_CHECKING:
+    from worker.producer import Publisher
 
 #: Exit status for a usage or input error (a path that names nothing, a bad setting).
 EXIT_USAGE = 2
@@ -99,7 +101,7 @@ def _runtime() -> Any:
     return get_runtime()
 
 
-def _celery_publisher(settings: Settings) -> Callable[[BatchMessage], None]:
+def _celery_publisher(settings: Settings) -> Publisher:
     from worker.celery_app import batch_publisher
 
     return batch_publisher(settings)
@@ -364,7 +366,7 @@ def parse(files: tuple[str, ...]) -> None:
                 max_bytes=settings.batch_bytes,
             )
             for batch in batches:
-                parsed = parse_batch(PackedBatch.from_message(batch), settings.max_record_bytes)
+                parsed = parse_batch(batch, settings.max_record_bytes)
                 for record in parsed.documents:
                     out.write(record.body + b"\n")
                 for deletion in parsed.deletions:

@@ -25,7 +25,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from schemas.messages import RawRecord
 from worker import native
@@ -247,12 +247,36 @@ def _compiled_records(
     stream: BinaryIO, chunk_size: int, max_record_bytes: int
 ) -> Iterator[RawRecord]:
     """:func:`iter_raw_records` by the compiled splitter (the same records, faster)."""
-    splitter = native.record_splitter(max_record_bytes)
-    while chunk := stream.read(chunk_size):
-        for offset, text in splitter.feed(bytes(chunk)):
-            yield RawRecord(offset=offset, text=text)
-    for offset, text in splitter.finish():
+    for offset, text in _compiled_splits(stream, chunk_size, max_record_bytes, as_bytes=False):
         yield RawRecord(offset=offset, text=text)
+
+
+def iter_record_bytes(
+    stream: BinaryIO, chunk_size: int = CHUNK_SIZE, max_record_bytes: int = MAX_RECORD_BYTES
+) -> Iterator[tuple[int, bytes]]:
+    """:func:`iter_raw_records` as ``(offset, text)`` pairs with the text as UTF-8 bytes,
+    exactly ``record.text.encode()``: what a packed batch stores. The producer batches these;
+    with the compiled splitter no str is made of a record that is valid UTF-8 (nearly all),
+    which took about a third of the producer's CPU time.
+
+    Parameters and failures as :func:`iter_raw_records`.
+    """
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be positive")
+    if native.enabled():
+        return _compiled_splits(stream, chunk_size, max_record_bytes, as_bytes=True)
+    records = _Splitter(max(max_record_bytes, 2 * _RESCAN)).records(stream, chunk_size)
+    return ((record.offset, record.text.encode()) for record in records)
+
+
+def _compiled_splits(
+    stream: BinaryIO, chunk_size: int, max_record_bytes: int, *, as_bytes: bool
+) -> Iterator[tuple[int, Any]]:
+    """``(offset, text)`` of each record by the compiled splitter; text as str or bytes."""
+    splitter = native.record_splitter(max_record_bytes, as_bytes=as_bytes)
+    while chunk := stream.read(chunk_size):
+        yield from splitter.feed(bytes(chunk))
+    yield from splitter.finish()
 
 
 # --- splitting a record into fields -------------------------------------------------------

@@ -67,8 +67,12 @@ def parser(known_tags: list[str], simple_tags: dict[str, tuple[int, str]], quote
     return _native.Parser(known_tags, simple_tags, quote_limit)
 
 
-def record_splitter(max_record_bytes: int) -> Any:
+def record_splitter(max_record_bytes: int, as_bytes: bool = False) -> Any:
     """A compiled record splitter: ``feed(chunk)`` and ``finish()`` give ``(offset, text)``
-    pairs (only when :func:`enabled`)."""
+    pairs (only when :func:`enabled`).
+
+    :param as_bytes: give each text as UTF-8 bytes (``text.encode()`` of the str it gives
+        otherwise), without making a str of it.
+    """
     assert _native is not None
-    return _native.RecordSplitter(max_record_bytes)
+    return _native.RecordSplitter(max_record_bytes, as_bytes)

@@ -1,9 +1,10 @@
 """The producer: stream input files into batches of raw records and publish them as one job.
 
 Files are read incrementally (plain or gzip), split into raw records with their byte offsets,
-grouped into batches bounded by record count and by bytes, and published to the ingest queue as
-JSON :class:`~schemas.messages.BatchMessage`. Memory stays bounded by one batch, whatever the
-size of the input.
+grouped into batches bounded by record count and by bytes, stored packed in Redis
+(:class:`~schemas.messages.PackedBatch`) and published to the ingest queue as a JSON
+:class:`~schemas.messages.BatchRef`. Memory stays bounded by one batch, whatever the size of the
+input. A record stays bytes from the file to Redis: the producer never makes a str of it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import BinaryIO
 
-from schemas.messages import BatchMessage, RawRecord, RecordFormat
+from schemas.messages import BatchMessage, PackedBatch, RecordFormat
 from worker.errors import ConfigurationError
 from worker.jobs import JobStore, new_job_id
-from worker.medline_text import iter_raw_records, open_source
+from worker.medline_text import iter_record_bytes, open_source
 from worker.settings import Settings
 
 #: Bytes looked at to tell PubMed XML from MEDLINE text.
@@ -29,8 +30,12 @@ SNIFF_BYTES = 4096
 #: The path that means standard input.
 STDIN = "-"
 
-#: Publishes one batch to the broker.
-Publisher = Callable[[BatchMessage], None]
+#: Publishes one batch (stored already, see :meth:`JobStore.track_pending`) to the broker.
+Publisher = Callable[[BatchMessage | PackedBatch], None]
+#: A raw record as the producer batches it: its byte offset in its source and its text as
+#: UTF-8 bytes (invalid input replaced), as :func:`worker.medline_text.iter_record_bytes`
+#: gives it.
+RecordBytes = tuple[int, bytes]
 #: Told after each batch is published: (records so far, batches so far).
 ProgressCallback = Callable[[int, int], None]
 #: Told once, when the producer first waits for room: (batches queued, the limit).
@@ -114,24 +119,24 @@ def sniff_format(stream: BinaryIO) -> RecordFormat:
     return "pubmed-xml" if text.startswith(b"<") else "medline"
 
 
-def iter_records(stream: BinaryIO, fmt: RecordFormat) -> Iterator[RawRecord]:
-    """Raw records of ``stream`` in format ``fmt``."""
+def iter_records(stream: BinaryIO, fmt: RecordFormat) -> Iterator[RecordBytes]:
+    """Raw records of ``stream`` in format ``fmt``, as ``(offset, UTF-8 text)``."""
     if fmt == "pubmed-xml":
         from worker.pubmed_xml import iter_xml_records
 
-        return iter_xml_records(stream)
-    return iter_raw_records(stream)
+        return ((record.offset, record.text.encode()) for record in iter_xml_records(stream))
+    return iter_record_bytes(stream)
 
 
-def _is_record(record: RawRecord, fmt: RecordFormat) -> bool:
+def _is_record(record: RecordBytes, fmt: RecordFormat) -> bool:
     """Whether ``record`` is a real record, as opposed to junk before the first one."""
     if fmt == "pubmed-xml":
         return True
-    return record.text.lstrip().startswith("PMID-")
+    return record[1].lstrip().startswith(b"PMID-")
 
 
 def iter_batches(
-    records: Iterable[RawRecord],
+    records: Iterable[RecordBytes],
     *,
     job_id: str,
     source: str,
@@ -139,43 +144,45 @@ def iter_batches(
     max_records: int,
     max_bytes: int,
     first_seq: int = 0,
-) -> Iterator[BatchMessage]:
-    """Group records into batches of at most ``max_records`` records and ``max_bytes`` bytes
-    of text (a single larger record still gets a batch of its own)."""
+) -> Iterator[PackedBatch]:
+    """Group records into packed batches of at most ``max_records`` records and ``max_bytes``
+    bytes of text (a single larger record still gets a batch of its own)."""
     seq = first_seq
-    chunk: list[RawRecord] = []
+    offsets: list[int] = []
+    texts: list[bytes] = []
     size = 0
-    for record in records:
-        record_size = len(record.text)
-        if chunk and (len(chunk) >= max_records or size + record_size > max_bytes):
-            yield BatchMessage(
-                job_id=job_id,
-                batch_id=f"{job_id}:{seq:06d}",
-                source=source,
-                format=fmt,
-                records=chunk,
-            )
-            seq += 1
-            chunk, size = [], 0
-        chunk.append(record)
-        size += record_size
-    if chunk:
-        yield BatchMessage(
+
+    def packed() -> PackedBatch:
+        return PackedBatch.pack(
             job_id=job_id,
             batch_id=f"{job_id}:{seq:06d}",
             source=source,
             format=fmt,
-            records=chunk,
+            offsets=offsets,
+            texts=texts,
         )
 
+    for offset, text in records:
+        if texts and (len(texts) >= max_records or size + len(text) > max_bytes):
+            yield packed()
+            seq += 1
+            offsets, texts, size = [], [], 0
+        offsets.append(offset)
+        texts.append(text)
+        size += len(text)
+    if texts:
+        yield packed()
 
-def _records_if_any(records: Iterator[RawRecord], fmt: RecordFormat) -> Iterator[RawRecord] | None:
+
+def _records_if_any(
+    records: Iterator[RecordBytes], fmt: RecordFormat
+) -> Iterator[RecordBytes] | None:
     """``records`` unchanged, or None if the input holds no real record at all.
 
     Junk before the first record is kept (it will be dead-lettered, not dropped), but an input
     with nothing but junk is an error for the operator, and nothing of it is enqueued.
     """
-    held: list[RawRecord] = []
+    held: list[RecordBytes] = []
     for record in records:
         held.append(record)
         if _is_record(record, fmt):
@@ -183,7 +190,7 @@ def _records_if_any(records: Iterator[RawRecord], fmt: RecordFormat) -> Iterator
     else:
         return None
 
-    def chained() -> Iterator[RawRecord]:
+    def chained() -> Iterator[RecordBytes]:
         yield from held
         yield from records
 
@@ -269,9 +276,9 @@ def enqueue(
                     jobs.track_pending(batch)
                     publish(batch)
                     result.batches += 1
-                    result.records += len(batch.records)
+                    result.records += len(batch)
                     source_result.batches += 1
-                    source_result.records += len(batch.records)
+                    source_result.records += len(batch)
                     if on_progress is not None:
                         on_progress(result.records, result.batches)
             finally:

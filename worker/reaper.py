@@ -20,13 +20,12 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable
 
 import orjson
 import redis
 
-from schemas.messages import BatchMessage
 from worker.jobs import JobStore
+from worker.producer import Publisher
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ def reap_lost_batches(
     client: redis.Redis,
     jobs: JobStore,
     settings: Settings,
-    publish: Callable[[BatchMessage], None],
+    publish: Publisher,
     now: float | None = None,
 ) -> list[str]:
     """Re-publish pending batches that the broker no longer has; return their batch ids.

@@ -20,6 +20,7 @@ from worker.medline_text import (
     _fields_slowly,
     format_record,
     iter_raw_records,
+    iter_record_bytes,
     open_source,
     parse_fields,
 )
@@ -352,3 +353,12 @@ def test_tag_soup_raises_nothing_but_record_errors(parts: list[str]) -> None:
         record_to_document("PMID- 1 " + text)
     with contextlib.suppress(RecordError):
         record_to_document("PMID- 1\n" + "\n".join(parts))
+
+
+def test_records_as_bytes_are_the_records_text_encoded() -> None:
+    data = (DATA / "sample.medline").read_bytes() + b"\n\nPMID- 9\nTI  - bad \xff\xfe x\n"
+    records = list(iter_raw_records(io.BufferedReader(io.BytesIO(data)), chunk_size=4096))
+    as_bytes = list(iter_record_bytes(io.BufferedReader(io.BytesIO(data)), chunk_size=4096))
+    assert len(records) > 20
+    assert as_bytes == [(r.offset, r.text.encode()) for r in records]
+    assert as_bytes[-1][1] == "PMID- 9\nTI  - bad \ufffd\ufffd x".encode()

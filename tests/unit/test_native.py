@@ -223,13 +223,27 @@ def python_records(data: bytes, chunk_size: int, max_record_bytes: int) -> list[
     return [(r.offset, r.text) for r in splitter.records(io.BytesIO(data), chunk_size)]
 
 
-def compiled_records(data: bytes, chunk_size: int, max_record_bytes: int) -> list[tuple[int, str]]:
+def compiled_records(
+    data: bytes, chunk_size: int, max_record_bytes: int, as_bytes: bool = False
+) -> list[tuple[int, Any]]:
     require_native()
-    splitter = native.record_splitter(max_record_bytes)
+    splitter = native.record_splitter(max_record_bytes, as_bytes)
     found = []
     for at in range(0, len(data), chunk_size):
         found += splitter.feed(data[at : at + chunk_size])
     return found + splitter.finish()
+
+
+def encoded(records: list[tuple[int, str]]) -> list[tuple[int, bytes]]:
+    """What the splitter gives as bytes: each text encoded, as a packed batch stores it."""
+    return [(offset, text.encode()) for offset, text in records]
+
+
+def test_records_as_bytes_are_their_text_encoded_with_invalid_input_replaced() -> None:
+    data = b"PMID- 1\nTI  - caf\xc3\xa9\n\nPMID- 2\nTI  - bad \xff\xfe x\n"
+    expected = [(0, "PMID- 1\nTI  - caf\u00e9"), (21, "PMID- 2\nTI  - bad \ufffd\ufffd x")]
+    assert python_records(data, 4096, 1 << 20) == expected
+    assert compiled_records(data, 4096, 1 << 20, as_bytes=True) == encoded(expected)
 
 
 def test_the_files_of_the_tests_split_into_the_same_records() -> None:
@@ -238,6 +252,7 @@ def test_the_files_of_the_tests_split_into_the_same_records() -> None:
         for chunk_size in (1, 7, 4096, 1 << 20):
             expected = python_records(data, chunk_size, 1 << 20)
             assert compiled_records(data, chunk_size, 1 << 20) == expected, (path, chunk_size)
+            assert compiled_records(data, chunk_size, 1 << 20, as_bytes=True) == encoded(expected)
 
 
 _PIECES = st.sampled_from(
@@ -277,6 +292,7 @@ def test_any_stream_splits_into_the_same_records(
     data = "".join(pieces).encode("utf-8", errors="surrogateescape") + noise
     expected = python_records(data, chunk_size, max_record_bytes)
     assert compiled_records(data, chunk_size, max_record_bytes) == expected
+    assert compiled_records(data, chunk_size, max_record_bytes, True) == encoded(expected)
 
 
 def test_a_worker_insisting_on_the_compiled_parser_refuses_to_start_without_it(

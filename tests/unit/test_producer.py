@@ -9,7 +9,7 @@ from pathlib import Path
 import fakeredis
 import pytest
 
-from schemas.messages import BatchMessage, RawRecord
+from schemas.messages import PackedBatch
 from tests.records import medline_record, write_records
 from worker.errors import ConfigurationError
 from worker.jobs import BatchOutcome, JobStore
@@ -62,8 +62,8 @@ def test_empty_directory_is_an_error(tmp_path: Path) -> None:
         resolve_inputs([str(tmp_path)], PATTERNS)
 
 
-def records(n: int, size: int = 10) -> list[RawRecord]:
-    return [RawRecord(offset=i * 100, text="x" * size) for i in range(n)]
+def records(n: int, size: int = 10) -> list[tuple[int, bytes]]:
+    return [(i * 100, b"x" * size) for i in range(n)]
 
 
 def test_batches_are_bounded_by_count_and_bytes() -> None:
@@ -80,7 +80,11 @@ def test_batches_are_bounded_by_count_and_bytes() -> None:
         )
     )
     assert [len(b.records) for b in by_bytes] == [2, 2, 2, 1]
-    assert [r.offset for b in by_bytes for r in b.records] == [r.offset for r in records(7)]
+    assert [r.offset for b in by_bytes for r in b.records] == [offset for offset, _ in records(7)]
+    # Bytes, not characters: a record of 10 two-byte characters takes 20.
+    wide = [(i * 100, "é".encode() * 10) for i in range(3)]
+    by_utf8 = iter_batches(wide, job_id="j", source="s", fmt="medline", max_records=9, max_bytes=45)
+    assert [len(b) for b in by_utf8] == [2, 1]
 
 
 def test_enqueue_publishes_every_record_once_with_offsets(
@@ -90,7 +94,7 @@ def test_enqueue_publishes_every_record_once_with_offsets(
     plain = write_records(tmp_path / "a.txt", texts[:5])
     packed = tmp_path / "b.txt.gz"
     packed.write_bytes(gzip.compress(("\n\n".join(texts[5:]) + "\n").encode()))
-    sent: list[BatchMessage] = []
+    sent: list[PackedBatch] = []
 
     result = enqueue([str(plain), str(packed)], settings=settings, jobs=jobs, publish=sent.append)
 
@@ -112,7 +116,7 @@ def test_input_without_any_record_is_an_error_and_sends_nothing(
     junk = tmp_path / "junk.txt"
     junk.write_text("hello\nthis is not medline\n")
     good = write_records(tmp_path / "good.txt", [medline_record(1)])
-    sent: list[BatchMessage] = []
+    sent: list[PackedBatch] = []
 
     result = enqueue([str(junk), str(good)], settings=settings, jobs=jobs, publish=sent.append)
 
@@ -126,7 +130,7 @@ def test_junk_before_the_first_record_is_kept_not_dropped(
 ) -> None:
     path = tmp_path / "lead.txt"
     path.write_text("Exported by some tool\n\n" + medline_record(5) + "\n")
-    sent: list[BatchMessage] = []
+    sent: list[PackedBatch] = []
     result = enqueue([str(path)], settings=settings, jobs=jobs, publish=sent.append)
     texts = [r.text for b in sent for r in b.records]
     assert result.records == 2
@@ -135,7 +139,7 @@ def test_junk_before_the_first_record_is_kept_not_dropped(
 
 def test_stdin_is_streamed(settings: Settings, jobs: JobStore) -> None:
     data = ("\n\n".join(medline_record(i) for i in range(4)) + "\n").encode()
-    sent: list[BatchMessage] = []
+    sent: list[PackedBatch] = []
     stdin = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
     result = enqueue(["-"], settings=settings, jobs=jobs, publish=sent.append, stdin=stdin)
     assert result.records == 4
@@ -146,11 +150,11 @@ def test_enqueue_waits_while_the_queue_is_full_and_goes_on_as_batches_are_done(
     tmp_path: Path, settings: Settings, jobs: JobStore
 ) -> None:
     path = write_records(tmp_path / "a.txt", [medline_record(100 + i) for i in range(30)])
-    sent: list[BatchMessage] = []
+    sent: list[PackedBatch] = []
     most_queued = 0
     told: list[tuple[int, int]] = []
 
-    def publish(batch: BatchMessage) -> None:
+    def publish(batch: PackedBatch) -> None:
         nonlocal most_queued
         sent.append(batch)
         most_queued = max(most_queued, jobs.queued_batches())

@@ -125,58 +125,82 @@ impl Parser {
 #[pyclass(module = "worker._native")]
 struct RecordSplitter {
     inner: splitter::Splitter,
+    /// Whether a record's text comes as UTF-8 bytes (what a packed batch stores) instead of
+    /// a str.
+    as_bytes: bool,
 }
 
 #[pymethods]
 impl RecordSplitter {
     /// :param max_record_bytes: a record growing past this is yielded in pieces.
+    /// :param as_bytes: give each record's text as UTF-8 bytes, not as a str.
     #[new]
-    fn new(max_record_bytes: usize) -> Self {
-        RecordSplitter { inner: splitter::Splitter::new(max_record_bytes) }
+    #[pyo3(signature = (max_record_bytes, as_bytes = false))]
+    fn new(max_record_bytes: usize, as_bytes: bool) -> Self {
+        RecordSplitter { inner: splitter::Splitter::new(max_record_bytes), as_bytes }
     }
 
     /// The records that `chunk` (not empty) completes: a list of (offset, text).
     fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
-        let records = PyList::empty(py);
-        let mut failed = None;
-        self.inner.feed(chunk, &mut |offset: usize, text: &[u8]| {
-            if let Err(error) = append_record(&records, offset, text) {
-                failed.get_or_insert(error);
-            }
-        });
-        failed.map_or(Ok(records), Err)
+        let inner = &mut self.inner;
+        collect_records(py, self.as_bytes, |mut out| inner.feed(chunk, &mut out))
     }
 
     /// The records left once the stream has ended: a list of (offset, text).
     fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let records = PyList::empty(py);
-        let mut failed = None;
-        self.inner.finish(&mut |offset: usize, text: &[u8]| {
-            if let Err(error) = append_record(&records, offset, text) {
-                failed.get_or_insert(error);
-            }
-        });
-        failed.map_or(Ok(records), Err)
+        let inner = &mut self.inner;
+        collect_records(py, self.as_bytes, |mut out| inner.finish(&mut out))
     }
 }
 
-/// Append (offset, text) to `records`, the text decoded by Python's own UTF-8 decoder with
-/// invalid bytes replaced (U+FFFD), as ``decode("utf-8", errors="replace")`` does: one pass,
-/// straight into the str.
-fn append_record(records: &Bound<'_, PyList>, offset: usize, text: &[u8]) -> PyResult<()> {
-    let py = records.py();
+/// The records that `split` hands to its callback, as a list of (offset, text) pairs: the
+/// text a str, or UTF-8 bytes if `as_bytes`.
+fn collect_records<'py>(
+    py: Python<'py>,
+    as_bytes: bool,
+    split: impl FnOnce(&mut dyn FnMut(usize, &[u8])),
+) -> PyResult<Bound<'py, PyList>> {
+    let records = PyList::empty(py);
+    let mut failed = None;
+    split(&mut |offset: usize, text: &[u8]| {
+        let appended = if as_bytes {
+            append_record_bytes(&records, offset, text)
+        } else {
+            decode_replace(py, text).and_then(|decoded| records.append((offset, decoded)))
+        };
+        if let Err(error) = appended {
+            failed.get_or_insert(error);
+        }
+    });
+    failed.map_or(Ok(records), Err)
+}
+
+/// `text` decoded by Python's own UTF-8 decoder with invalid bytes replaced (U+FFFD), as
+/// ``decode("utf-8", errors="replace")`` does: one pass, straight into the str.
+fn decode_replace<'py>(py: Python<'py>, text: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     let length = isize::try_from(text.len()).map_err(|_| PyValueError::new_err("record too large"))?;
     // SAFETY: a valid pointer and length of initialised bytes, and a NUL-terminated error
     // handler name; the new reference (or NULL with an exception set) is taken over at once.
-    let decoded = unsafe {
+    unsafe {
         let raw = pyo3::ffi::PyUnicode_DecodeUTF8(
             text.as_ptr().cast(),
             length,
             b"replace\0".as_ptr().cast(),
         );
-        Bound::from_owned_ptr_or_err(py, raw)?
-    };
-    records.append((offset, decoded))
+        Bound::from_owned_ptr_or_err(py, raw)
+    }
+}
+
+/// Append (offset, bytes) to `records`: `text` itself when it is valid UTF-8 (a check at
+/// memory speed, no str made), else the UTF-8 of its str as :func:`decode_replace` makes it,
+/// so that either way the bytes are what ``text.encode()`` of the str records would give.
+fn append_record_bytes(records: &Bound<'_, PyList>, offset: usize, text: &[u8]) -> PyResult<()> {
+    let py = records.py();
+    if std::str::from_utf8(text).is_ok() {
+        return records.append((offset, PyBytes::new(py, text)));
+    }
+    let decoded = decode_replace(py, text)?;
+    records.append((offset, decoded.call_method0("encode")?))
 }
 
 #[pymodule]
