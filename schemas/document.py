@@ -112,8 +112,11 @@ class HistoryEvent(TypedDict, total=False):
 class Document(BaseModel):
     """One citation, as indexed. JSON field names are the index's field names."""
 
-    # An unknown key is a clear error: "is not a field of the document".
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # An unknown key is a clear error: "is not a field of the document". No string cache:
+    # pydantic's default hashes and looks up every short string it reads, and a citation's
+    # strings are mostly unique; validation took about a tenth longer with it (interleaved
+    # rounds over 3,000 generated citations).
+    model_config = ConfigDict(extra="forbid", frozen=True, cache_strings="none")
 
     pmid: Pmid = Field(description="PubMed id, digits only; the document id.")
     title: NonBlank = Field(description="TI (or BTI for a book).")

@@ -104,7 +104,12 @@ impl Parser {
         let bytes = data
             .get(start..end)
             .ok_or_else(|| PyValueError::new_err(format!("no bytes {start}..{end} in the batch")))?;
-        let text = String::from_utf8_lossy(bytes);
+        // The check alone first: it reads ASCII a word at a time, where the lossy decoder goes
+        // byte by byte, and a packed batch holds valid UTF-8 unless it was damaged.
+        let text = match std::str::from_utf8(bytes) {
+            Ok(valid) => Cow::Borrowed(valid),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
         let found = self.parse(&text)?;
         Ok(self.body_bytes(py, &found))
     }
