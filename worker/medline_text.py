@@ -261,12 +261,12 @@ def iter_record_bytes(
 
     Parameters and failures as :func:`iter_raw_records`.
     """
+    if not native.enabled():
+        records = iter_raw_records(stream, chunk_size, max_record_bytes)
+        return ((record.offset, record.text.encode()) for record in records)
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
-    if native.enabled():
-        return _compiled_splits(stream, chunk_size, max_record_bytes, as_bytes=True)
-    records = _Splitter(max(max_record_bytes, 2 * _RESCAN)).records(stream, chunk_size)
-    return ((record.offset, record.text.encode()) for record in records)
+    return _compiled_splits(stream, chunk_size, max_record_bytes, as_bytes=True)
 
 
 def _compiled_splits(
