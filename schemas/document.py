@@ -114,8 +114,8 @@ class Document(BaseModel):
 
     # An unknown key is a clear error: "is not a field of the document". No string cache:
     # pydantic's default hashes and looks up every short string it reads, and a citation's
-    # strings are mostly unique; validation took about a tenth longer with it (interleaved
-    # rounds over 3,000 generated citations).
+    # strings are mostly unique; validation took 4-6 % longer with it (bench_parse.py, its
+    # string-cache lines).
     model_config = ConfigDict(extra="forbid", frozen=True, cache_strings="none")
 
     pmid: Pmid = Field(description="PubMed id, digits only; the document id.")

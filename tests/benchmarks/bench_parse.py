@@ -17,8 +17,10 @@ figure, so it is per core and little disturbed by other load on the machine.
   before each round, so no round profits from an earlier one.
 - Biopython: ``Bio.Medline.parse`` only splits records into tag -> values.
 
-After the comparison it prints where our time goes, stage by stage, and how often the
-remembered values recur in the corpus (recurrence is what the Python parser's tables save).
+After the comparison it prints where our time goes, stage by stage, how often the
+remembered values recur in the corpus (recurrence is what the Python parser's tables save),
+and what the Document model's choice of no pydantic string cache saves against pydantic's
+default, in interleaved rounds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import gc
 import io
 import os
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -56,6 +59,10 @@ from worker.tasks import GC_THRESHOLD  # noqa: E402
 
 #: Records the stage-by-stage breakdown and the profile look at (enough for stable figures).
 SAMPLE_RECORDS = 20_000
+#: Interleaved rounds of the string-cache comparison; the median of each counts.
+CACHE_ROUNDS = 21
+#: Citations the string-cache comparison validates per round.
+CACHE_RECORDS = 3_000
 #: How each MEDLINE_PARSER mode is named in the output.
 LABELS = {"native": "compiled parser", "python": "Python parser"}
 #: Tags whose values are remembered across records, as the builder does.
@@ -136,6 +143,31 @@ def stages(path: Path, limit: int, mode: str) -> list[tuple[str, float]]:
     ]
 
 
+def string_cache(path: Path) -> Iterable[str]:
+    """Median CPU microseconds to validate a citation's JSON, as the worker does (the result
+    dropped at once), with the model's configuration and with pydantic's default string
+    cache, in alternating rounds."""
+    from pydantic import ConfigDict
+
+    class Cached(Document):
+        model_config = ConfigDict(**{**Document.model_config, "cache_strings": True})
+
+    use_parser("native" if native.BUILT else "python")
+    with open_source(path) as stream:
+        records = zip(range(CACHE_RECORDS), iter_raw_records(stream), strict=False)
+        bodies = [record_to_document(r.text).index_json() for _, r in records]
+    validators = {
+        "no string cache (the model's)": Document.__pydantic_validator__.validate_json,
+        "pydantic's default string cache": Cached.__pydantic_validator__.validate_json,
+    }
+    times: dict[str, list[float]] = {label: [] for label in validators}
+    for _ in range(CACHE_ROUNDS):
+        for label, validate in validators.items():
+            times[label].append(_per_record(validate, bodies))
+    for label, values in times.items():
+        yield f"{label:<34}{statistics.median(values):>8.1f}"
+
+
 def recurrence(path: Path, limit: int) -> Iterable[str]:
     """For each remembered tag: its lines and how many were repeats of an earlier value."""
     lines: Counter[str] = Counter()
@@ -208,6 +240,12 @@ def main() -> None:
                 print(f"  {stage:<28}{micros:>8.1f}")
         print("recurring values (the Python parser maps each once, then reuses it):")
         for line in recurrence(path, limit):
+            print(f"  {line}")
+        print(
+            f"validate JSON, median of {CACHE_ROUNDS} interleaved rounds over "
+            f"{CACHE_RECORDS} citations (CPU us/record):"
+        )
+        for line in string_cache(path):
             print(f"  {line}")
         if args.profile:
             profile(path, limit)
