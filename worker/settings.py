@@ -75,12 +75,16 @@ class Settings(BaseSettings):
     index_replicas: int = Field(0, ge=0, description="Replicas of a newly created index.")
 
     # --- batching -----------------------------------------------------------------------------
-    batch_records: int = Field(500, ge=1, description="Most records the producer puts in a batch.")
+    # Two bulk requests' worth (see bulk_chunk_docs): a worker then parses the second half
+    # while Elasticsearch indexes the first; 1,000 made 10-20 % more records/s than 500.
+    batch_records: int = Field(1000, ge=1, description="Most records the producer puts in a batch.")
     batch_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Most raw bytes the producer puts in a batch."
     )
+    # About 0.4 GB of Redis at 1,000 records of 3.3 KB; the backlog is also what an AOF
+    # rewrite copies.
     max_queued_batches: int = Field(
-        256,
+        128,
         ge=0,
         description=(
             "enqueue waits while this many batches are in Redis, not yet done (all jobs); "

@@ -62,6 +62,8 @@ from worker.settings import Settings  # noqa: E402
 CEILING_BATCH_SIZES = (250, 500, 1000, 2000, 4000)
 #: Concurrent _bulk requests of the ceiling loader (as many as the CPUs, like a tuned loader).
 CEILING_CONCURRENCY = max(2, os.cpu_count() or 2)
+#: Batch sizes of the scaling runs: the default before 2026-12-03, the default, and larger.
+SCALING_BATCH_SIZES = (500, 1000, 2000)
 #: Documents per probe of a ceiling batch size.
 PROBE_DOCS = 20_000
 #: Seconds the ceiling's full run should take at least (the issue's "at least 30 s of
@@ -545,7 +547,12 @@ def main() -> None:
         f"{MIN_INDEXING_SECONDS:.0f} s, from its probe",
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes for (c)")
-    parser.add_argument("--batch-records", type=int, default=500, help="records per batch for (c)")
+    parser.add_argument(
+        "--batch-records",
+        type=int,
+        default=Settings().batch_records,
+        help="records per batch for (c); default: MEDLINE_BATCH_RECORDS or its default",
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -612,7 +619,7 @@ def main() -> None:
             print("scaling (records/s):")
             small = write_corpus(tmp / "small.txt", args.scaling_records, seed=7)
             for processes in (1, 2, 4):
-                for batch in (100, 500, 2000):
+                for batch in SCALING_BATCH_SIZES:
                     run = run_pipeline(
                         settings, es, small, args.scaling_records, processes, batch, tmp
                     )

@@ -38,3 +38,18 @@ def test_the_readme_names_no_setting_that_does_not_exist() -> None:
     named = set(re.findall(r"MEDLINE_[A-Z0-9_]+", readme()))
     known = {f"MEDLINE_{name.upper()}" for name in Settings.model_fields} | LOCAL_SERVICE_VARIABLES
     assert named - known == set()
+
+
+def test_the_readme_table_gives_each_setting_its_default() -> None:
+    start, end = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+    text = readme()
+    table = text[text.index(start) : text.index(end)]
+    rows = dict(re.findall(r"^\| `MEDLINE_([A-Z0-9_]+)` \| ([^|]+) \|", table, re.MULTILINE))
+    wrong = {}
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        expected = "—" if default is None else f"`{default}`"
+        written = rows[name.upper()].strip()
+        if written != expected:
+            wrong[name] = (written, expected)
+    assert not wrong, f"README defaults (written, actual): {wrong}"
