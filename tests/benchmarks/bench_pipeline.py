@@ -557,7 +557,8 @@ def main() -> None:
         "--rounds",
         type=int,
         default=1,
-        help="repeat (a), (b) and (c) this many times, in turn, and print the median ratios",
+        help="repeat the three contenders this many times ((c) between (a) and (b), which swap "
+        "sides each round) and print the median ratios",
     )
     parser.add_argument("--scaling-records", type=int, default=20_000)
     parser.add_argument("--skip-scaling", action="store_true")
@@ -594,14 +595,18 @@ def main() -> None:
         for round_no in range(1, args.rounds + 1):
             if args.rounds > 1:
                 print(f"round {round_no} of {args.rounds}", flush=True)
-            ceiling = announced("ceiling", lambda: run_ceiling(es, settings, docs, best_size))
-            naive = announced("naive", lambda: run_naive(stock, corpus, args.records))
-            ours = announced(
-                "medline-ingest",
-                lambda: run_pipeline(
+            contenders: dict[str, Callable[[], Run]] = {
+                "ceiling": lambda: run_ceiling(es, settings, docs, best_size),
+                "medline-ingest": lambda: run_pipeline(
                     settings, es, corpus, args.records, args.workers, args.batch_records, tmp
                 ),
-            )
+                "naive": lambda: run_naive(stock, corpus, args.records),
+            }
+            # (c) runs between the other two, and they swap sides each round: the machine's
+            # drift during a round then weighs on c/a and c/b alike, and evens out over rounds.
+            order = list(contenders) if round_no % 2 else list(reversed(contenders))
+            runs = {label: announced(label, contenders[label]) for label in order}
+            ceiling, naive, ours = runs["ceiling"], runs["naive"], runs["medline-ingest"]
             assert isinstance(ours, PipelineRun)
             report(ceiling, naive, ours)
             ratios.append((ours.rate / ceiling.rate, ours.rate / naive.rate))

@@ -1,0 +1,156 @@
+"""What the index mapping costs Elasticsearch per document: the template beside leaner variants.
+
+Run on demand, against the local services (``deploy/local/services up``)::
+
+    python tests/benchmarks/bench_mapping.py [--records 20000] [--rounds 5]
+
+Every variant indexes the same pre-serialised documents (this project's, from a generated
+corpus) into a fresh index of its own, with concurrent ``_bulk`` requests as the ceiling
+loader of ``bench_pipeline.py`` sends them, from the bulk-load settings to the final refresh.
+The variants run in turn, round after round, so that the machine's drift falls on all of
+them alike. Per variant it prints documents/s and Elasticsearch's CPU per document in each
+round, their medians, and the median CPU as a ratio to the template's. It prints figures; it
+never passes or fails.
+
+The variants are the mapping choices that cost most while indexing:
+
+- ``template``: the index template as it is (:mod:`schemas.index_template`);
+- ``no-raw``: no ``raw`` keyword sub-field on the title and the source (one unique term per
+  citation each);
+- ``objects``: authors, investigators and history as plain objects, not ``nested`` (each
+  nested entry is a hidden Lucene document of its own);
+- ``mesh-object``: MeSH headings as plain objects;
+- ``lean``: all of the above.
+
+A plain object loses what ``nested`` gives: a query can no longer ask for two fields of the
+*same* entry (an author with an affiliation, a descriptor that is a major topic, a history
+status with its date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from schemas.index_template import build_index_template  # noqa: E402
+from tests.benchmarks.bench_pipeline import (  # noqa: E402
+    post_all,
+    serialise_corpus,
+    service_cpu,
+    service_us_since,
+)
+from tests.benchmarks.corpus import write_corpus  # noqa: E402
+from worker.es_client import make_client  # noqa: E402
+from worker.index_admin import BULK_LOAD_SETTINGS  # noqa: E402
+from worker.settings import Settings  # noqa: E402
+
+#: Documents per _bulk request: the size the ceiling loader's probes found best here.
+BULK_SIZE = 1000
+
+Mapping = dict[str, Any]
+
+
+def without_raw(properties: Mapping) -> None:
+    for name in ("title", "source"):
+        properties[name].pop("fields", None)
+
+
+def people_and_history_as_objects(properties: Mapping) -> None:
+    for name in ("authors", "investigators", "history"):
+        properties[name].pop("type", None)
+
+
+def mesh_as_object(properties: Mapping) -> None:
+    properties["mesh"].pop("type", None)
+
+
+def lean(properties: Mapping) -> None:
+    without_raw(properties)
+    people_and_history_as_objects(properties)
+    mesh_as_object(properties)
+
+
+#: Variant name → what it changes in the template's properties (in place).
+VARIANTS: dict[str, Callable[[Mapping], None]] = {
+    "template": lambda properties: None,
+    "no-raw": without_raw,
+    "objects": people_and_history_as_objects,
+    "mesh-object": mesh_as_object,
+    "lean": lean,
+}
+
+
+def index_body(variant: str) -> Mapping:
+    """Settings and mappings of a fresh index for ``variant``, bulk-load settings included."""
+    template = copy.deepcopy(build_index_template("bench-mapping")["template"])
+    VARIANTS[variant](template["mappings"]["properties"])
+    template["settings"].update(BULK_LOAD_SETTINGS)
+    return template
+
+
+def load(es: Any, variant: str, docs: list[tuple[str, bytes]]) -> tuple[float, float]:
+    """(documents/s, Elasticsearch CPU µs per document) of one load of ``docs``."""
+    index = f"bench-mapping-{variant}-{uuid.uuid4().hex[:8]}"
+    es.indices.create(index=index, **index_body(variant))
+    try:
+        before = service_cpu()
+        started = time.perf_counter()
+        post_all(es, index, docs, BULK_SIZE)
+        es.indices.refresh(index=index)
+        seconds = time.perf_counter() - started
+        cpu = service_us_since(before, len(docs)).get("elasticsearch", float("nan"))
+        count = es.count(index=index)["count"]
+    finally:
+        es.indices.delete(index=index)
+    assert count == len({pmid for pmid, _ in docs}), f"{variant} indexed {count}"
+    return len(docs) / seconds, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}"
+    )
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+
+    es = make_client(Settings()).options(request_timeout=120)
+    es.cluster.health(wait_for_status="yellow", timeout="30s")
+    with tempfile.TemporaryDirectory(prefix="medline-bench-") as tmpdir:
+        docs = serialise_corpus(write_corpus(Path(tmpdir) / "corpus.txt", args.records))
+    print(f"{len(docs)} documents, {args.rounds} rounds, bulk size {BULK_SIZE}", flush=True)
+    load(es, "template", docs)  # untimed: the node's JIT compiles its indexing code first
+    results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    for round_no in range(1, args.rounds + 1):
+        for variant in variants:
+            rate, cpu = load(es, variant, docs)
+            results[variant].append((rate, cpu))
+            print(f"  round {round_no} {variant:<12} {rate:7.0f} docs/s {cpu:6.0f} µs", flush=True)
+
+    print()
+    print(f"{'variant':<12} {'docs/s (median)':>16} {'ES µs/doc (median)':>19} {'ratio':>6}")
+    base = statistics.median(cpu for _, cpu in results.get("template", [(0.0, float("nan"))]))
+    for variant, runs in results.items():
+        rate = statistics.median(r for r, _ in runs)
+        cpu = statistics.median(c for _, c in runs)
+        print(f"{variant:<12} {rate:16.0f} {cpu:19.0f} {cpu / base:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
