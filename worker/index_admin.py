@@ -1,8 +1,10 @@
 """The index behind the alias: template, versioned index, alias, and bulk-time tuning.
 
 Documents are written to the alias ``settings.index`` (default ``medline``), which points at
-``{alias}-v{TEMPLATE_VERSION}``. A mapping change bumps the template version; a reindex into the
-new index and an alias swap then switch readers and writers without downtime.
+``{alias}-v{TEMPLATE_VERSION}`` (``...-flat`` with ``MEDLINE_INDEX_MAPPING=flat``). A mapping
+change bumps the template version; a reindex into the new index and an alias swap then switch
+readers and writers without downtime. The same goes for a change of ``MEDLINE_INDEX_MAPPING``,
+which only decides how a new index is made: an existing index keeps its mapping.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from contextlib import contextmanager
 
 from elasticsearch import ApiError, Elasticsearch
 
-from schemas.index_template import TEMPLATE_VERSION, build_index_template
+from schemas.index_template import TEMPLATE_VERSION, IndexMapping, build_index_template
 from worker.settings import Settings
 
 
-def versioned_index_name(alias: str, version: int = TEMPLATE_VERSION) -> str:
-    """The concrete index for ``alias`` at mapping ``version``: ``{alias}-v{version}``."""
-    return f"{alias}-v{version}"
+def versioned_index_name(
+    alias: str, version: int = TEMPLATE_VERSION, mapping: IndexMapping = "nested"
+) -> str:
+    """The concrete index for ``alias`` at template ``version``: ``{alias}-v{version}``, with
+    ``-flat`` for the flat mapping (changing the mapping, like the version, means a new index)."""
+    return f"{alias}-v{version}" + ("-flat" if mapping == "flat" else "")
 
 
 def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = None) -> str:
@@ -32,7 +37,9 @@ def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = 
     :raises elastic_transport.ConnectionError: Elasticsearch unreachable.
     """
     alias = alias or settings.index
-    template = build_index_template(alias, settings.index_shards, settings.index_replicas)
+    template = build_index_template(
+        alias, settings.index_shards, settings.index_replicas, settings.index_mapping
+    )
     client.indices.put_index_template(name=alias, **template)
     if client.indices.exists_alias(name=alias):
         current = client.indices.get_alias(name=alias)
@@ -42,7 +49,7 @@ def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = 
             if spec["aliases"][alias].get("is_write_index", len(current) == 1)
         ]
         return writers[0] if writers else next(iter(current))
-    index = versioned_index_name(alias)
+    index = versioned_index_name(alias, mapping=settings.index_mapping)
     try:
         client.indices.create(index=index, aliases={alias: {"is_write_index": True}})
     except ApiError as exc:

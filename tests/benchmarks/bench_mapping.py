@@ -1,4 +1,4 @@
-"""What the index mapping costs Elasticsearch per document: the template beside leaner variants.
+"""What the index mapping costs Elasticsearch per document: nested, flat, and steps between.
 
 Run on demand, against the local services (``deploy/local/services up``)::
 
@@ -9,22 +9,21 @@ corpus) into a fresh index of its own, with concurrent ``_bulk`` requests as the
 loader of ``bench_pipeline.py`` sends them, from the bulk-load settings to the final refresh.
 The variants run in turn, round after round, so that the machine's drift falls on all of
 them alike. Per variant it prints documents/s and Elasticsearch's CPU per document in each
-round, their medians, and the median CPU as a ratio to the template's. It prints figures; it
+round, their medians, and the median CPU as a ratio to the nested mapping's. It prints figures; it
 never passes or fails.
 
-The variants are the mapping choices that cost most while indexing:
+The variants are the product's two mappings and the steps between them:
 
-- ``template``: the index template as it is (:mod:`schemas.index_template`);
-- ``no-raw``: no ``raw`` keyword sub-field on the title and the source (one unique term per
-  citation each);
-- ``objects``: authors, investigators and history as plain objects, not ``nested`` (each
-  nested entry is a hidden Lucene document of its own);
-- ``mesh-object``: MeSH headings as plain objects;
-- ``lean``: all of the above.
+- ``nested``: the default mapping (``MEDLINE_INDEX_MAPPING=nested``);
+- ``no-raw``: nested, without the ``raw`` keyword sub-field of the title and the source (one
+  unique term per citation each);
+- ``objects``: nested MeSH headings, but authors, investigators and history as plain objects;
+- ``mesh-object``: only the MeSH headings as plain objects;
+- ``flat``: the flat mapping (``MEDLINE_INDEX_MAPPING=flat``): all of the above.
 
 A plain object loses what ``nested`` gives: a query can no longer ask for two fields of the
 *same* entry (an author with an affiliation, a descriptor that is a major topic, a history
-status with its date).
+status with its date). See the README's "Index mapping".
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from schemas.index_template import build_index_template  # noqa: E402
+from schemas.index_template import UNIQUE_RAW_FIELDS, build_index_template  # noqa: E402
 from tests.benchmarks.bench_pipeline import (  # noqa: E402
     post_all,
     serialise_corpus,
@@ -62,7 +61,7 @@ Mapping = dict[str, Any]
 
 
 def without_raw(properties: Mapping) -> None:
-    for name in ("title", "source"):
+    for name in UNIQUE_RAW_FIELDS:
         properties[name].pop("fields", None)
 
 
@@ -75,26 +74,24 @@ def mesh_as_object(properties: Mapping) -> None:
     properties["mesh"].pop("type", None)
 
 
-def lean(properties: Mapping) -> None:
-    without_raw(properties)
-    people_and_history_as_objects(properties)
-    mesh_as_object(properties)
-
-
-#: Variant name → what it changes in the template's properties (in place).
-VARIANTS: dict[str, Callable[[Mapping], None]] = {
-    "template": lambda properties: None,
+#: Variant name → what it changes in the nested mapping's properties (in place), or None for
+#: the product's flat mapping as it is.
+VARIANTS: dict[str, Callable[[Mapping], None] | None] = {
+    "nested": lambda properties: None,
     "no-raw": without_raw,
     "objects": people_and_history_as_objects,
     "mesh-object": mesh_as_object,
-    "lean": lean,
+    "flat": None,
 }
 
 
 def index_body(variant: str) -> Mapping:
     """Settings and mappings of a fresh index for ``variant``, bulk-load settings included."""
-    template = copy.deepcopy(build_index_template("bench-mapping")["template"])
-    VARIANTS[variant](template["mappings"]["properties"])
+    change = VARIANTS[variant]
+    mapping = "flat" if change is None else "nested"
+    template = copy.deepcopy(build_index_template("bench-mapping", mapping=mapping)["template"])
+    if change is not None:
+        change(template["mappings"]["properties"])
     template["settings"].update(BULK_LOAD_SETTINGS)
     return template
 
@@ -135,7 +132,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="medline-bench-") as tmpdir:
         docs = serialise_corpus(write_corpus(Path(tmpdir) / "corpus.txt", args.records))
     print(f"{len(docs)} documents, {args.rounds} rounds, bulk size {BULK_SIZE}", flush=True)
-    load(es, "template", docs)  # untimed: the node's JIT compiles its indexing code first
+    load(es, "nested", docs)  # untimed: the node's JIT compiles its indexing code first
     results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for round_no in range(1, args.rounds + 1):
         for variant in variants:
@@ -145,7 +142,7 @@ def main() -> None:
 
     print()
     print(f"{'variant':<12} {'docs/s (median)':>16} {'ES µs/doc (median)':>19} {'ratio':>6}")
-    base = statistics.median(cpu for _, cpu in results.get("template", [(0.0, float("nan"))]))
+    base = statistics.median(cpu for _, cpu in results.get("nested", [(0.0, float("nan"))]))
     for variant, runs in results.items():
         rate = statistics.median(r for r, _ in runs)
         cpu = statistics.median(c for _, c in runs)

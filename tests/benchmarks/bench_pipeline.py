@@ -3,8 +3,10 @@
 Run on demand, against the local services (``deploy/local/services up``)::
 
     python tests/benchmarks/bench_pipeline.py [--records N] [--workers 2] [--rounds 3]
+                                              [--mapping nested|flat]
 
-In one run, on one machine, into fresh indices with the same template, on a generated corpus
+In one run, on one machine, into fresh indices ((a) and (c) with the same template and mapping),
+on a generated corpus
 big enough for the ceiling to index for at least 30 s (sized from its probe unless
 ``--records`` says otherwise), it measures:
 
@@ -402,9 +404,12 @@ def run_pipeline(
     processes: int,
     batch_records: int,
     workdir: Path,
+    **extra_env: str,
 ) -> PipelineRun:
+    """(c): ``enqueue --wait`` of ``path`` with ``processes`` worker processes, into a fresh
+    index; ``extra_env`` are settings for the producer and the workers (``MEDLINE_...``)."""
     alias = fresh_alias(es, settings, "pipeline")
-    env = bench_env(settings, alias)
+    env = bench_env(settings, alias, **extra_env)
     workers = start_workers(env, processes, workdir / f"worker-{alias}.log")
     pool = children(workers.pid)
     main_before = cpu_seconds(workers.pid)
@@ -565,6 +570,11 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-sizes", default="100,1024", help="producer input sizes, MB")
     parser.add_argument(
+        "--mapping",
+        choices=("nested", "flat"),
+        help="index mapping of (a) and (c) (MEDLINE_INDEX_MAPPING); default: the setting's",
+    )
+    parser.add_argument(
         "--no-tune-index",
         action="store_true",
         help="load (a) and (c) with the template's refresh and replicas, not bulk-load settings",
@@ -573,7 +583,10 @@ def main() -> None:
     global TUNE_INDEX
     TUNE_INDEX = not args.no_tune_index
 
+    if args.mapping:
+        os.environ["MEDLINE_INDEX_MAPPING"] = args.mapping  # (c)'s processes inherit it
     settings = Settings()
+    print(f"index mapping of (a) and (c): {settings.index_mapping}", flush=True)
     # The product's client (bulk bodies sent without copies) for the ceiling loader and the
     # index admin; the naive script gets a stock client, as its author would write it.
     es = make_client(settings).options(request_timeout=120)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.index_template import ENTRY_FIELDS, TEMPLATE_VERSION
 from tests.helpers import DATA, REPO, run_cli, wait_for
 from tests.integration.conftest import Stack, WorkerFactory
 from tests.records import MALFORMED, medline_record, write_records
@@ -53,6 +54,32 @@ def test_sample_file_is_indexed_and_every_pmid_found(stack: Stack, workers: Work
     assert list(aliases) == [f"{stack.settings.index}-v1"] or all(
         name.startswith(f"{stack.settings.index}-v") for name in aliases
     )
+
+
+def test_flat_mapping_indexes_the_same_documents_and_plain_queries_reach_entry_fields(
+    stack: Stack, workers: WorkerFactory
+) -> None:
+    flat = {"MEDLINE_INDEX_MAPPING": "flat"}
+    workers.start(**flat)
+    sample = DATA / "sample.medline"
+    pmids = set(re.findall(r"^PMID- (\d+)", sample.read_text(), flags=re.MULTILINE))
+
+    summary = enqueue_and_wait(stack, str(sample), env=flat)
+
+    assert summary["indexed"] == len(pmids) and summary["dead_lettered"] == 0
+    assert stack.count() == len(pmids)
+    index = f"{stack.settings.index}-v{TEMPLATE_VERSION}-flat"
+    assert list(stack.es.indices.get_alias(name=stack.settings.index)) == [index]
+    mapping = stack.es.indices.get_mapping(index=index)[index]["mappings"]
+    assert mapping["_meta"]["mapping"] == "flat"
+    assert all("type" not in mapping["properties"][name] for name in ENTRY_FIELDS)
+    # Without a nested wrapper, these queries find nothing in a nested index.
+    for query in (
+        {"term": {"mesh.descriptor": "Central Nervous System"}},
+        {"match": {"authors.full_name": "Sorensen"}},
+    ):
+        hits = stack.es.search(index=stack.settings.index, query=query)["hits"]["hits"]
+        assert hits and all(hit["_id"] in pmids for hit in hits), query
 
 
 def test_mixed_file_accounts_for_every_record(

@@ -15,8 +15,11 @@ from typing_extensions import is_typeddict
 from schemas.document import Document
 from schemas.index_template import (
     DOCUMENT_PROPERTIES,
+    ENTRY_FIELDS,
     TEMPLATE_VERSION,
+    UNIQUE_RAW_FIELDS,
     build_index_template,
+    document_properties,
 )
 from tests.unit.test_documents import RICH, _sample_documents
 from worker.documents import record_to_document
@@ -77,8 +80,10 @@ def _compare(model: Any, properties: dict[str, Any], path: str) -> list[str]:
     return problems
 
 
-def test_template_and_model_have_the_same_fields_with_fitting_types() -> None:
-    assert _compare(Document, DOCUMENT_PROPERTIES, "") == []
+@pytest.mark.parametrize("mapping", ["nested", "flat"])
+def test_template_and_model_have_the_same_fields_with_fitting_types(mapping: str) -> None:
+    properties = build_index_template("m", mapping=mapping)["template"]["mappings"]["properties"]
+    assert _compare(Document, properties, "") == []
 
 
 def test_the_comparison_would_notice_a_difference() -> None:
@@ -120,6 +125,26 @@ def test_nested_where_queries_need_it_and_only_built_in_analysis() -> None:
         "nested",
         "object",
     }
+
+
+def test_flat_mapping_has_no_nested_entries_and_no_unique_raw_terms() -> None:
+    template = build_index_template("medline", mapping="flat")["template"]
+    properties = template["mappings"]["properties"]
+    assert "nested" not in {m["type"] for m in _mappings_in(properties)}
+    for name in ENTRY_FIELDS:
+        assert "type" not in properties[name], name
+        assert properties[name]["properties"] == DOCUMENT_PROPERTIES[name]["properties"]
+    for name in UNIQUE_RAW_FIELDS:
+        assert "fields" not in properties[name] and properties[name]["type"] == "text", name
+    # Everything else as the nested mapping has it.
+    unchanged = set(DOCUMENT_PROPERTIES) - set(ENTRY_FIELDS) - set(UNIQUE_RAW_FIELDS)
+    assert {n: properties[n] for n in unchanged} == {n: DOCUMENT_PROPERTIES[n] for n in unchanged}
+    assert "index.mapping.nested_objects.limit" not in template["settings"]
+    meta = template["mappings"]["_meta"]
+    assert meta == {"mapping": "flat", "template_version": TEMPLATE_VERSION}
+    # The nested mapping is left as it was.
+    assert document_properties("nested") == DOCUMENT_PROPERTIES
+    assert DOCUMENT_PROPERTIES["authors"]["type"] == "nested"
 
 
 def test_template_targets_versioned_indices_of_the_alias_and_is_strict() -> None:
