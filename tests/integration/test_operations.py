@@ -228,7 +228,8 @@ def test_status_and_the_exporter_report_what_the_test_set_up(
     assert total(samples, "medline_redis_up") == 1
     assert total(samples, "medline_ingest_queue_depth") == 3
     assert total(samples, "medline_batches_pending") == 2
-    assert total(samples, "medline_batches_pending_limit") == 256  # the default
+    limit = stack.settings.max_queued_batches  # the default: the stack does not set it
+    assert total(samples, "medline_batches_pending_limit") == limit
     assert total(samples, "medline_dead_letter_queue_depth", queue="malformed") == 1
     assert total(samples, "medline_dead_letter_queue_depth", queue="rejected") == 0
     assert total(samples, "medline_ingest_paused") == 1
