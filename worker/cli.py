@@ -22,6 +22,7 @@ from schemas.dead_letter import DEAD_LETTER_QUEUES, DeadLetter
 from schemas.job import JobSummary
 from worker import native
 from worker.errors import ConfigurationError, MedlineIngestError
+from worker.process_priority import DEFAULT_WORKER_NICE, MAX_NICE, lower_priority
 from worker.settings import Settings, get_settings, redact_url
 
 if TYPE_CHECKING:
@@ -297,21 +298,33 @@ def wait_for_job(jobs: Any, job_id: str, timeout: float | None = None) -> JobSum
     help="Celery pool (default prefork).",
 )
 @click.option("-n", "--hostname", help="Node name, e.g. worker1@%h.")
+@click.option(
+    "--nice",
+    type=click.IntRange(0, MAX_NICE),
+    help="Niceness of the worker's processes, 0 to leave it (default: MEDLINE_WORKER_NICE, "
+    f"{DEFAULT_WORKER_NICE}), so that Elasticsearch on the same host comes first.",
+)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(
-    concurrency: int | None, pool: str | None, hostname: str | None, celery_args: tuple[str, ...]
+    concurrency: int | None,
+    pool: str | None,
+    hostname: str | None,
+    nice: int | None,
+    celery_args: tuple[str, ...],
 ) -> None:
     """Run a worker that takes batches from the ingest queue and indexes them.
 
     SIGTERM shuts it down warm: batches in progress finish, the rest stay queued. Extra
     arguments go to `celery worker` as they are.
     """
+    # Settings first: a bad MEDLINE_* value is one line, not a traceback from the app's import.
+    settings = _settings()
+
     from celery.signals import setup_logging
 
     from worker.celery_app import app
     from worker.log_setup import configure_logging
 
-    settings = _settings()
     # MEDLINE_PARSER=native without the compiled parser: refuse now, not at the first batch.
     native.enabled()
 
@@ -329,6 +342,8 @@ def worker(
     if hostname:
         argv += ["--hostname", hostname]
     argv += ["--loglevel", settings.log_level, *celery_args]
+    # Before Celery forks its pool, so that every process of the worker runs at it.
+    lower_priority(settings.worker_nice if nice is None else nice)
     app.worker_main(argv)
 
 

@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.index_template import IndexMapping
+from worker.process_priority import DEFAULT_WORKER_NICE, MAX_NICE
 
 ENV_PREFIX = "MEDLINE_"
 
@@ -151,6 +152,13 @@ class Settings(BaseSettings):
     )
     worker_pool: Literal["prefork", "solo", "threads"] = Field(
         "prefork", description="Celery pool type of the worker."
+    )
+    worker_nice: int = Field(
+        DEFAULT_WORKER_NICE,
+        ge=0,
+        le=MAX_NICE,
+        description="Niceness the worker's processes take (0: unchanged), so that "
+        "Elasticsearch on the same host comes first.",
     )
 
     # --- scheduled ingestion ------------------------------------------------------------------

@@ -6,28 +6,23 @@ Run on demand, against the local services (``deploy/local/services up``)::
 
 Each SIZE is ``BATCH/BULK``: records per batch (``MEDLINE_BATCH_RECORDS``) and documents per
 ``_bulk`` request (``MEDLINE_BULK_CHUNK_DOCS``); default ``500/500 1000/500 1000/1000``. Every
-size runs (c) of ``bench_pipeline.py`` (``enqueue --wait`` and two worker processes, into a
-fresh index) over the same generated corpus, the sizes in turn, round after round, so that the
-machine's drift falls on all of them alike. It prints records/s and the CPU per record of the
-workers, the producer and the services for every run, and each size's median records/s. It
-prints figures; it never passes or fails.
+size is a variant of ``bench_settings.py``: (c) of ``bench_pipeline.py`` over the same generated
+corpus, the sizes in turn, round after round, so that the machine's drift falls on all of them
+alike. It prints records/s and the CPU per record of the workers, the producer and the services
+for every run, and each size's median records/s against the first size's. It prints figures; it
+never passes or fails.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.benchmarks.bench_pipeline import run_pipeline  # noqa: E402
-from tests.benchmarks.corpus import write_corpus  # noqa: E402
-from worker.es_client import make_client  # noqa: E402
-from worker.settings import Settings  # noqa: E402
+from tests.benchmarks.bench_settings import compare  # noqa: E402
 
 #: Sizes compared when none are given: the default before 2026-12-03, the default, and
 #: bulk requests of the size the ceiling loader's probes found best.
@@ -55,41 +50,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     args = parser.parse_args()
     sizes = args.sizes or [parse_size(size) for size in DEFAULT_SIZES]
-
-    settings = Settings()
-    es = make_client(settings).options(request_timeout=120)
-    es.cluster.health(wait_for_status="yellow", timeout="30s")
-    rates: dict[tuple[int, int], list[float]] = {size: [] for size in sizes}
-    with tempfile.TemporaryDirectory(prefix="medline-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        corpus = write_corpus(tmp / "corpus.txt", args.records)
-        print(f"{args.records} records, {args.workers} worker processes", flush=True)
-        for round_no in range(1, args.rounds + 1):
-            for batch, bulk in sizes:
-                run = run_pipeline(
-                    settings,
-                    es,
-                    corpus,
-                    args.records,
-                    args.workers,
-                    batch,
-                    tmp,
-                    MEDLINE_BULK_CHUNK_DOCS=str(bulk),
-                    MEDLINE_BATCH_BYTES=str(BATCH_BYTES),
-                )
-                rates[(batch, bulk)].append(run.rate)
-                services = ", ".join(f"{n} {us:.0f}" for n, us in run.service_us.items())
-                print(
-                    f"  round {round_no} {batch:>5}/{bulk:<5} {run.rate:7.0f} rec/s   CPU µs per "
-                    f"record: workers {run.worker_cpu_per_record_ms * 1000:.0f} (main "
-                    f"{run.worker_main_cpu_per_record_ms * 1000:.1f}), producer "
-                    f"{run.producer_cpu_per_record_ms * 1000:.0f}, {services}",
-                    flush=True,
-                )
-    print()
-    for (batch, bulk), values in rates.items():
-        listed = ", ".join(f"{v:.0f}" for v in values)
-        print(f"{batch:>5}/{bulk:<5} median {statistics.median(values):7.0f} rec/s ({listed})")
+    variants = {
+        f"{batch}/{bulk}": {
+            "MEDLINE_BATCH_RECORDS": str(batch),
+            "MEDLINE_BULK_CHUNK_DOCS": str(bulk),
+            "MEDLINE_BATCH_BYTES": str(BATCH_BYTES),
+        }
+        for batch, bulk in sizes
+    }
+    compare(variants, args.records, args.rounds, args.workers)
 
 
 if __name__ == "__main__":

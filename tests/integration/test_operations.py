@@ -408,3 +408,32 @@ def test_a_retry_is_a_warning_with_its_cause_and_no_credential(
     json_lines(log)
     for secret in secrets_of(secret_env):
         assert secret not in log
+
+
+def niceness(pid: int) -> int:
+    """A process's niceness, field 19 of /proc/PID/stat (after the parenthesised name)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def pool_processes(pid: int) -> list[int]:
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+def test_a_worker_and_its_pool_run_below_elasticsearch_unless_told_otherwise(
+    workers: WorkerFactory,
+) -> None:
+    base = os.nice(0)
+    default = workers.start(concurrency=2)
+    unchanged = workers.start(concurrency=2, MEDLINE_WORKER_NICE="0")
+    for worker, expected in ((default, max(base, 10)), (unchanged, base)):
+        pool = wait_for(
+            lambda w=worker: len(found := pool_processes(w.proc.pid)) >= 2 and found,
+            timeout=60,
+            what="the worker's two pool processes",
+        )
+        assert [niceness(pid) for pid in [worker.proc.pid, *pool]] == [expected] * (len(pool) + 1)
