@@ -4,9 +4,10 @@ A worker shares its host's CPUs with whatever else runs there, and on a small de
 is Elasticsearch itself. Both are CPU-bound during a load; at equal priority the scheduler
 preempts Elasticsearch's indexing threads for worker processes mid-request, and the node then
 spends more CPU per document. At a lower priority (a higher niceness) the workers take the
-cycles the node leaves: ``bench_settings.py`` measured (c) 4 % faster at niceness 10 than 0, and
-Elasticsearch 5-10 % cheaper per document (README, "Benchmarks"). On a host of its own a
-worker loses nothing by it: nothing else wants the CPU.
+cycles the node leaves: ``bench_settings.py`` measured (c) 4 % faster at niceness 10 than 0
+in the median of 5 interleaved rounds, twice, with 4-6 % less Elasticsearch CPU per document
+(README, "Benchmarks"). On a host of its own a worker loses nothing by it: nothing else wants
+the CPU.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import os
 log = logging.getLogger(__name__)
 
 #: Niceness a worker takes by default (``MEDLINE_WORKER_NICE``): below Elasticsearch and
-#: anything else at the default 0, above batch jobs at 19. Measured better than 19, where the
-#: workers starved behind Redis and the producer (README, "Benchmarks").
+#: anything else at the default 0, above batch jobs at 19. Niceness 19 and SCHED_BATCH were
+#: both slower than 10 when measured (README, "Benchmarks").
 DEFAULT_WORKER_NICE = 10
 #: The niceness range of Linux; lower than the current value needs privileges.
 MAX_NICE = 19
