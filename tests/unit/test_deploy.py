@@ -744,6 +744,30 @@ def test_keda_scales_the_workers_on_the_ingest_queue(
 
 
 @pytest.mark.parametrize("where_docs", list(manifest_sets()), ids=lambda wd: wd[0])
+def test_the_producers_backlog_cap_lets_keda_reach_its_largest_worker_count(
+    where_docs: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """KEDA adds a pod per ``listLength`` batches waiting, and each busy pod holds one batch
+    per pool process; ``enqueue`` stops storing batches once ``MEDLINE_MAX_QUEUED_BATCHES``
+    are not yet done (waiting and in progress alike). Under a smaller cap a large load never
+    queues enough batches for ``maxReplicaCount`` pods, and the scaling stops short of it."""
+    where, docs = where_docs
+    config = config_values(docs)
+    cap = int(config.get("MEDLINE_MAX_QUEUED_BATCHES", Settings().max_queued_batches))
+    if cap == 0:  # no cap: the queue may grow as long as the input
+        return
+    processes = int(config.get("MEDLINE_WORKER_CONCURRENCY") or os.cpu_count() or 1)
+    spec = by_kind(docs, "ScaledObject")["medline-worker"]["spec"]
+    (trigger,) = spec["triggers"]
+    per_pod = int(trigger["metadata"]["listLength"]) + processes
+    needed = spec["maxReplicaCount"] * per_pod
+    assert cap >= needed, (
+        f"{where}: MEDLINE_MAX_QUEUED_BATCHES={cap} lets KEDA reach about {cap // per_pod} "
+        f"of its {spec['maxReplicaCount']} worker pods; {needed} would let it reach all"
+    )
+
+
+@pytest.mark.parametrize("where_docs", list(manifest_sets()), ids=lambda wd: wd[0])
 def test_a_disruption_budget_covers_the_workers(
     where_docs: tuple[str, list[dict[str, Any]]],
 ) -> None:
