@@ -4,9 +4,11 @@ broker; these models are its shape.
 The broker carries a :class:`BatchRef` per batch; the batch itself (:class:`BatchMessage`, the
 raw records) is written once, to the job's pending hash in Redis, before its reference is
 published (see :mod:`worker.jobs`), packed (:class:`PackedBatch`): a JSON head, then the
-records' text as UTF-8, back to back. A worker still accepts a whole :class:`BatchMessage` as a
-task argument, which is what producers before the reference sent, and a stored batch written
-as :meth:`BatchMessage.to_json`, as producers before packing stored it.
+records' text as UTF-8, back to back, or that text as one LZ4 frame when the producer
+compresses (``MEDLINE_BATCH_COMPRESSION=lz4``; the head stays JSON and says so). A worker still
+accepts a whole :class:`BatchMessage` as a task argument, which is what producers before the
+reference sent, and a stored batch written as :meth:`BatchMessage.to_json`, as producers before
+packing stored it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+import lz4.frame
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
 #: Input formats a batch can carry; the worker picks the parser by this field.
 RecordFormat = Literal["medline", "pubmed-xml"]
+#: How a stored batch's text may be compressed: ``lz4`` is one LZ4 frame of all of it.
+BatchCompression = Literal["lz4"]
 
 
 class RawRecord(BaseModel):
@@ -69,6 +74,14 @@ class BatchMessage(BaseModel):
         return cls.model_validate(decoded)
 
 
+def _stored_batch_error(field: str, found: int, error: str) -> ValidationError:
+    """The error for a stored batch whose head does not fit what follows it."""
+    return ValidationError.from_exception_data(
+        "PackedBatch",
+        [{"type": "value_error", "loc": (field,), "input": found, "ctx": {"error": error}}],
+    )
+
+
 class BatchRef(BaseModel):
     """What the broker carries for a batch: its ids. The worker reads the batch itself from the
     job's pending hash, where the producer put it before publishing this reference."""
@@ -96,6 +109,9 @@ class BatchHead(BaseModel):
     sizes: list[NonNegativeInt] = Field(
         description="Each record's text in UTF-8 bytes, in order, back to back after the head."
     )
+    compression: BatchCompression | None = Field(
+        None, description="How the text after the head is stored: as is (None) or one LZ4 frame."
+    )
 
     @model_validator(mode="after")
     def _one_size_per_offset(self) -> BatchHead:
@@ -116,13 +132,20 @@ class PackedBatch:
     ``tests/benchmarks/bench_broker.py``).
 
     :param head: the head, validated.
-    :param data: the whole stored value.
+    :param data: the head and the records' text, uncompressed: what the worker parses.
     :param base: where the records' text starts in ``data``.
+    :param compressed: the stored value when it differs from ``data`` (text compressed).
     """
 
     head: BatchHead
     data: bytes
     base: int
+    compressed: bytes | None = None
+
+    @property
+    def stored(self) -> bytes:
+        """What the pending hash stores: ``data``, or its compressed form."""
+        return self.data if self.compressed is None else self.compressed
 
     @property
     def job_id(self) -> str:
@@ -194,10 +217,12 @@ class PackedBatch:
         offsets: list[int],
         texts: list[bytes],
         replay_of: str | None = None,
+        compression: BatchCompression | None = None,
     ) -> PackedBatch:
         """A batch of the records ``texts`` (UTF-8), read at ``offsets`` of ``source``; its
-        :attr:`data` is what the pending hash stores.
+        :attr:`stored` is what the pending hash stores.
 
+        :param compression: store the text as one LZ4 frame (``lz4``) or as is (None).
         :raises pydantic.ValidationError: an offset is negative, or there are not as many
             offsets as texts.
         """
@@ -209,9 +234,15 @@ class PackedBatch:
             replay_of=replay_of,
             offsets=offsets,
             sizes=[len(text) for text in texts],
+            compression=compression,
         )
-        head_json = orjson.dumps(head.model_dump())
-        return cls(head, b"".join([head_json, PACKED_SEPARATOR, *texts]), len(head_json) + 1)
+        head_json = orjson.dumps(head.model_dump(exclude_none=True))
+        base = len(head_json) + 1
+        if compression is None:
+            return cls(head, b"".join([head_json, PACKED_SEPARATOR, *texts]), base)
+        text = b"".join(texts)
+        compressed = b"".join([head_json, PACKED_SEPARATOR, lz4.frame.compress(text)])
+        return cls(head, b"".join([head_json, PACKED_SEPARATOR, text]), base, compressed)
 
     @classmethod
     def from_message(cls, batch: BatchMessage) -> PackedBatch:
@@ -238,19 +269,18 @@ class PackedBatch:
         if cut < 0:
             return cls.from_message(BatchMessage.from_json(data))
         head = BatchHead.model_validate_json(data[:cut])
+        compressed = None
+        if head.compression == "lz4":
+            try:
+                text = lz4.frame.decompress(data[cut + 1 :])
+            except RuntimeError as exc:  # what python-lz4 raises for a damaged frame
+                raise _stored_batch_error("compression", len(data) - cut - 1, str(exc)) from None
+            compressed, data = data, b"".join([data[: cut + 1], text])
         if sum(head.sizes) != len(data) - cut - 1:
-            raise ValidationError.from_exception_data(
-                "PackedBatch",
-                [
-                    {
-                        "type": "value_error",
-                        "loc": ("sizes",),
-                        "input": len(data) - cut - 1,
-                        "ctx": {
-                            "error": f"the sizes add up to {sum(head.sizes)} bytes but "
-                            f"{len(data) - cut - 1} follow the head"
-                        },
-                    }
-                ],
+            raise _stored_batch_error(
+                "sizes",
+                len(data) - cut - 1,
+                f"the sizes add up to {sum(head.sizes)} bytes but {len(data) - cut - 1} "
+                "follow the head",
             )
-        return cls(head, data, cut + 1)
+        return cls(head, data, cut + 1, compressed)

@@ -166,7 +166,7 @@ class JobStore:
         reference (the worker reads the records from here)."""
         packed = batch if isinstance(batch, PackedBatch) else PackedBatch.from_message(batch)
         pipe = self.redis.pipeline()
-        pipe.hset(self.pending_key(batch.job_id), batch.batch_id, packed.data)
+        pipe.hset(self.pending_key(batch.job_id), batch.batch_id, packed.stored)
         member = self.inflight_member(batch.job_id, batch.batch_id)
         pipe.zadd(self.inflight_key, {member: time.time()})
         pipe.execute()

@@ -19,7 +19,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import BinaryIO
 
-from schemas.messages import BatchMessage, PackedBatch, RecordFormat
+from schemas.messages import BatchCompression, BatchMessage, PackedBatch, RecordFormat
 from worker.errors import ConfigurationError
 from worker.jobs import JobStore, new_job_id
 from worker.medline_text import iter_record_bytes, open_source
@@ -144,9 +144,11 @@ def iter_batches(
     max_records: int,
     max_bytes: int,
     first_seq: int = 0,
+    compression: BatchCompression | None = None,
 ) -> Iterator[PackedBatch]:
     """Group records into packed batches of at most ``max_records`` records and ``max_bytes``
-    bytes of text (a single larger record still gets a batch of its own)."""
+    bytes of text (a single larger record still gets a batch of its own), stored with
+    ``compression`` (see :meth:`PackedBatch.pack`)."""
     seq = first_seq
     offsets: list[int] = []
     texts: list[bytes] = []
@@ -160,6 +162,7 @@ def iter_batches(
             format=fmt,
             offsets=offsets,
             texts=texts,
+            compression=compression,
         )
 
     for offset, text in records:
@@ -270,6 +273,7 @@ def enqueue(
                     max_records=max_records,
                     max_bytes=max_bytes,
                     first_seq=result.batches,
+                    compression=None if settings.batch_compression == "none" else "lz4",
                 ):
                     if max_queued and wait_for_room(jobs, max_queued, on_wait, sleep):
                         on_wait = None  # told once per job

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lz4.frame
 import pytest
 
 from schemas.index_template import ENTRY_FIELDS, TEMPLATE_VERSION
@@ -391,3 +392,37 @@ def test_enqueue_holds_redis_to_the_queued_batch_limit_until_workers_take_them(
     done = stack.wait_completed(out.decode().strip(), timeout=JOB_TIMEOUT, what="the job")
     assert (done.records, done.batches, done.indexed) == (40, 8, 40)
     assert stack.count() == 40
+
+
+def test_batches_stored_compressed_and_as_is_are_both_indexed_by_the_same_worker(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    """No worker runs while the two jobs are enqueued, so their batches can be read in Redis:
+    one job's as LZ4 frames, the other's as text; then one worker indexes both."""
+    sample = DATA / "sample.medline"
+    pmids = set(re.findall(r"^PMID- (\d+)", sample.read_text(), flags=re.MULTILINE))
+    stored: dict[str, list[bytes]] = {}
+    for compression in ("lz4", "none"):
+        proc = run_cli(
+            "enqueue",
+            str(sample),
+            env={**stack.env, "MEDLINE_BATCH_COMPRESSION": compression},
+            check=True,
+        )
+        job_id = proc.stdout.decode().strip()
+        stored[job_id] = list(stack.redis.hgetall(stack.jobs.pending_key(job_id)).values())
+        assert stored[job_id], f"{compression}: no pending batch of job {job_id}"
+        for value in stored[job_id]:
+            head, body = value.split(b"\n", 1)
+            assert json.loads(head).get("compression") == (None if compression == "none" else "lz4")
+            text = body if compression == "none" else lz4.frame.decompress(body)
+            assert text.startswith(b"PMID- ") and len(text) == sum(json.loads(head)["sizes"])
+    compressed, plain = (sum(map(len, values)) for values in stored.values())
+    assert compressed < 0.6 * plain
+
+    workers.start()
+    for job_id in stored:
+        done = stack.wait_completed(job_id, timeout=JOB_TIMEOUT, what=f"job {job_id}")
+        assert (done.indexed, done.dead_lettered) == (len(pmids), 0)
+    assert stack.count() == len(pmids)
+    assert not any(stack.redis.hlen(stack.jobs.pending_key(job_id)) for job_id in stored)
