@@ -245,8 +245,13 @@ class PackedBatch:
         return cls(head, b"".join([head_json, PACKED_SEPARATOR, text]), base, compressed)
 
     @classmethod
-    def from_message(cls, batch: BatchMessage) -> PackedBatch:
-        """``batch`` packed; :attr:`data` is what the pending hash stores."""
+    def from_message(
+        cls, batch: BatchMessage, compression: BatchCompression | None = None
+    ) -> PackedBatch:
+        """``batch`` packed; :attr:`stored` is what the pending hash stores.
+
+        :param compression: as :meth:`pack`'s.
+        """
         return cls.pack(
             job_id=batch.job_id,
             batch_id=batch.batch_id,
@@ -255,6 +260,7 @@ class PackedBatch:
             offsets=[record.offset for record in batch.records],
             texts=[record.text.encode() for record in batch.records],
             replay_of=batch.replay_of,
+            compression=compression,
         )
 
     @classmethod

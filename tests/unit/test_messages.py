@@ -61,22 +61,9 @@ def test_a_packed_batch_unpacks_to_the_batch_it_was_packed_from(batch: BatchMess
     assert [packed.raw_record(i) for i in range(len(packed))] == batch.records
 
 
-def pack_compressed(batch: BatchMessage) -> PackedBatch:
-    return PackedBatch.pack(
-        job_id=batch.job_id,
-        batch_id=batch.batch_id,
-        source=batch.source,
-        format=batch.format,
-        offsets=[record.offset for record in batch.records],
-        texts=[record.text.encode() for record in batch.records],
-        replay_of=batch.replay_of,
-        compression="lz4",
-    )
-
-
 @given(batches)
 def test_a_compressed_batch_unpacks_to_the_batch_it_was_packed_from(batch: BatchMessage) -> None:
-    packed = pack_compressed(batch)
+    packed = PackedBatch.from_message(batch, compression="lz4")
     stored = packed.stored
     head, compressed_text = stored.split(b"\n", 1)
     assert orjson.loads(head)["compression"] == "lz4"
@@ -124,7 +111,9 @@ def test_a_damaged_compressed_batch_is_refused_with_the_reason(
     damage: Callable[[bytes], bytes], problem: str
 ) -> None:
     records = [RawRecord(offset=0, text="PMID- 1\nTI  - A title.")]
-    stored = pack_compressed(BatchMessage(job_id="j", batch_id="b", source="s", records=records))
+    stored = PackedBatch.from_message(
+        BatchMessage(job_id="j", batch_id="b", source="s", records=records), compression="lz4"
+    )
     head, body = stored.stored.split(b"\n", 1)
     with pytest.raises(ValidationError, match=problem):
         PackedBatch.unpack(head + b"\n" + damage(body))
