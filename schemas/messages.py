@@ -123,7 +123,8 @@ class BatchHead(BaseModel):
 @dataclass(frozen=True)
 class PackedBatch:
     """A batch as the pending hash stores it and the worker reads it: :class:`BatchHead` as
-    JSON, a newline, then the records' text as UTF-8, back to back.
+    JSON, a newline, then the records' text as UTF-8, back to back (stored as one LZ4 frame
+    when the head's ``compression`` says ``lz4``; :attr:`data` always holds it uncompressed).
 
     A worker parses each record where it lies in ``data`` and decodes a record's text only to
     dead-letter it. Stored as :meth:`BatchMessage.to_json`, each record's text was a JSON string
@@ -268,8 +269,8 @@ class PackedBatch:
         """Read a stored batch: packed, or (as producers before packing stored it) the JSON of
         a :class:`BatchMessage`.
 
-        :raises pydantic.ValidationError: ``data`` is neither, or its sizes do not add up to
-            the text that follows its head.
+        :raises pydantic.ValidationError: ``data`` is neither, its compressed text is not an
+            LZ4 frame, or its sizes do not add up to the text that follows its head.
         """
         cut = data.find(PACKED_SEPARATOR)
         if cut < 0:
