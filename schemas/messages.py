@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationErr
 
 #: Input formats a batch can carry; the worker picks the parser by this field.
 RecordFormat = Literal["medline", "pubmed-xml"]
-#: How a stored batch's text may be compressed: ``lz4`` is one LZ4 frame of all of it.
-BatchCompression = Literal["lz4"]
+#: How a stored batch's text is stored: ``none``, as is; ``lz4``, one LZ4 frame of all of it.
+BatchCompression = Literal["none", "lz4"]
 
 
 class RawRecord(BaseModel):
@@ -109,7 +109,8 @@ class BatchHead(BaseModel):
     sizes: list[NonNegativeInt] = Field(
         description="Each record's text in UTF-8 bytes, in order, back to back after the head."
     )
-    compression: BatchCompression | None = Field(
+    # None rather than "none", so that an uncompressed batch's head is what it always was.
+    compression: Literal["lz4"] | None = Field(
         None, description="How the text after the head is stored: as is (None) or one LZ4 frame."
     )
 
@@ -218,12 +219,12 @@ class PackedBatch:
         offsets: list[int],
         texts: list[bytes],
         replay_of: str | None = None,
-        compression: BatchCompression | None = None,
+        compression: BatchCompression = "none",
     ) -> PackedBatch:
         """A batch of the records ``texts`` (UTF-8), read at ``offsets`` of ``source``; its
         :attr:`stored` is what the pending hash stores.
 
-        :param compression: store the text as one LZ4 frame (``lz4``) or as is (None).
+        :param compression: store the text as one LZ4 frame (``lz4``) or as is (``none``).
         :raises pydantic.ValidationError: an offset is negative, or there are not as many
             offsets as texts.
         """
@@ -235,19 +236,19 @@ class PackedBatch:
             replay_of=replay_of,
             offsets=offsets,
             sizes=[len(text) for text in texts],
-            compression=compression,
+            compression=None if compression == "none" else compression,
         )
         head_json = orjson.dumps(head.model_dump(exclude_none=True))
         base = len(head_json) + 1
-        if compression is None:
-            return cls(head, b"".join([head_json, PACKED_SEPARATOR, *texts]), base)
-        text = b"".join(texts)
-        compressed = b"".join([head_json, PACKED_SEPARATOR, lz4.frame.compress(text)])
-        return cls(head, b"".join([head_json, PACKED_SEPARATOR, text]), base, compressed)
+        data = b"".join([head_json, PACKED_SEPARATOR, *texts])
+        if compression == "none":
+            return cls(head, data, base)
+        frame = lz4.frame.compress(memoryview(data)[base:])
+        return cls(head, data, base, b"".join([head_json, PACKED_SEPARATOR, frame]))
 
     @classmethod
     def from_message(
-        cls, batch: BatchMessage, compression: BatchCompression | None = None
+        cls, batch: BatchMessage, compression: BatchCompression = "none"
     ) -> PackedBatch:
         """``batch`` packed; :attr:`stored` is what the pending hash stores.
 
@@ -279,7 +280,7 @@ class PackedBatch:
         compressed = None
         if head.compression == "lz4":
             try:
-                text = lz4.frame.decompress(data[cut + 1 :])
+                text = lz4.frame.decompress(memoryview(data)[cut + 1 :])
             except RuntimeError as exc:  # what python-lz4 raises for a damaged frame
                 raise _stored_batch_error("compression", len(data) - cut - 1, str(exc)) from None
             compressed, data = data, b"".join([data[: cut + 1], text])

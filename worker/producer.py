@@ -144,7 +144,7 @@ def iter_batches(
     max_records: int,
     max_bytes: int,
     first_seq: int = 0,
-    compression: BatchCompression | None = None,
+    compression: BatchCompression = "none",
 ) -> Iterator[PackedBatch]:
     """Group records into packed batches of at most ``max_records`` records and ``max_bytes``
     bytes of text (a single larger record still gets a batch of its own), stored with
@@ -273,7 +273,7 @@ def enqueue(
                     max_records=max_records,
                     max_bytes=max_bytes,
                     first_seq=result.batches,
-                    compression=None if settings.batch_compression == "none" else "lz4",
+                    compression=settings.batch_compression,
                 ):
                     if max_queued and wait_for_room(jobs, max_queued, on_wait, sleep):
                         on_wait = None  # told once per job

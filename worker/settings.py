@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.index_template import IndexMapping
+from schemas.messages import BatchCompression
 from worker.process_priority import DEFAULT_WORKER_NICE, MAX_NICE
 
 ENV_PREFIX = "MEDLINE_"
@@ -93,7 +94,7 @@ class Settings(BaseSettings):
     # LZ4 stores a batch in a third to a half of the bytes; Redis then copies, appends to its
     # AOF and frees that much less: 4-8 against 16-28 µs of Redis CPU per record, 9-12 % more
     # records/s end to end (README "Benchmarks"), for 4.5 µs to compress and 1.5 to decompress.
-    batch_compression: Literal["none", "lz4"] = Field(
+    batch_compression: BatchCompression = Field(
         "lz4",
         description="How enqueue stores each batch's text in Redis: lz4 (one LZ4 frame, a "
         "third to a half of the bytes) or none (as is). Workers read both.",
