@@ -22,6 +22,7 @@ from schemas.dead_letter import DEAD_LETTER_QUEUES, DeadLetter
 from schemas.job import JobSummary
 from worker import native
 from worker.errors import ConfigurationError, MedlineIngestError
+from worker.malloc_tuning import keep_freed_memory
 from worker.process_priority import DEFAULT_WORKER_NICE, MAX_NICE, lower_priority
 from worker.settings import Settings, get_settings, redact_url
 
@@ -149,6 +150,8 @@ def enqueue(
     if tune_index and not wait:
         fail("--tune-index needs --wait (the settings are restored when the job completes)")
     rt = _runtime()
+    if rt.settings.keep_freed_memory:
+        keep_freed_memory()
     ensure_index(rt.es, rt.settings)
     with bulk_load_tuning(rt.es, rt.settings.index) if tune_index else nullcontext():
         _enqueue(rt, paths, wait, strict, batch_records, batch_bytes, job_id, timeout)
@@ -344,6 +347,8 @@ def worker(
     argv += ["--loglevel", settings.log_level, *celery_args]
     # Before Celery forks its pool, so that every process of the worker runs at it.
     lower_priority(settings.worker_nice if nice is None else nice)
+    if settings.keep_freed_memory:
+        keep_freed_memory()
     app.worker_main(argv)
 
 

@@ -29,6 +29,7 @@ from worker.inbox import inbox_job_completed, scan_inbox
 from worker.index_admin import ensure_index
 from worker.jobs import BatchOutcome
 from worker.log_setup import describe_error
+from worker.malloc_tuning import keep_freed_memory
 from worker.metrics import (
     batch_in_progress,
     observe_batch,
@@ -46,7 +47,7 @@ from worker.pipeline import (
 )
 from worker.reaper import reap_lost_batches
 from worker.runtime import Runtime, get_runtime, reset_runtime
-from worker.settings import Settings
+from worker.settings import Settings, get_settings
 from worker.status import record_throughput
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ def _fresh_clients_after_fork(**_: Any) -> None:
     # Objects from start-up live for ever: keep the collector from scanning them again.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
+    # Again here for pool processes of a worker started as `celery worker`, not through the CLI.
+    if get_settings().keep_freed_memory:
+        keep_freed_memory()
 
 
 def reap_interval(settings: Settings) -> float:
