@@ -15,7 +15,6 @@ process uses at its peak, which stays bounded by the batch size.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from collections.abc import Mapping
@@ -47,14 +46,12 @@ OPERATOR_VARIABLES = (
 
 def _glibc() -> ctypes.CDLL | None:
     """The C library, if it is glibc (the only one whose mallopt takes these parameters)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
     try:
-        libc = ctypes.CDLL(name)
+        # The process's own symbols, the C library's among them: no search for its file.
+        process = ctypes.CDLL(None)
     except OSError:
         return None
-    return libc if hasattr(libc, "gnu_get_libc_version") else None
+    return process if hasattr(process, "gnu_get_libc_version") else None
 
 
 def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
