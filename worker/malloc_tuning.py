@@ -8,8 +8,9 @@ again. Measured in a worker's pool processes: 2.8 page faults and 8-12 µs of sy
 record by default, 0.3 faults and 2-4 µs with the thresholds below, with the same peak
 memory (README, "Benchmarks"). The producer packs and compresses batches of the same size.
 
-The thresholds only change *when* freed memory goes back to the kernel, not how much a
-process uses at its peak, which stays bounded by the batch size.
+The thresholds change when freed memory goes back to the kernel; what a process frees, it
+reuses for the next batch, so its peak is still set by the batch size (measured: workers and
+the producer peak where they did without, README).
 """
 
 from __future__ import annotations
