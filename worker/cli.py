@@ -347,8 +347,6 @@ def worker(
     argv += ["--loglevel", settings.log_level, *celery_args]
     # Before Celery forks its pool, so that every process of the worker runs at it.
     lower_priority(settings.worker_nice if nice is None else nice)
-    if settings.keep_freed_memory:
-        keep_freed_memory()
     app.worker_main(argv)
 
 

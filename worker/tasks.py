@@ -71,7 +71,7 @@ def _fresh_clients_after_fork(**_: Any) -> None:
     # Objects from start-up live for ever: keep the collector from scanning them again.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
-    # Again here for pool processes of a worker started as `celery worker`, not through the CLI.
+    # Here, where the batches are handled, however the worker was started (CLI or `celery`).
     if get_settings().keep_freed_memory:
         keep_freed_memory()
 
