@@ -163,8 +163,13 @@ class JobStore:
 
     def track_pending(self, batch: BatchMessage | PackedBatch) -> None:
         """Store ``batch``, packed, until its outcome is committed; call before publishing its
-        reference (the worker reads the records from here)."""
-        packed = batch if isinstance(batch, PackedBatch) else PackedBatch.from_message(batch)
+        reference (the worker reads the records from here). A :class:`BatchMessage` (a replay)
+        is packed with ``MEDLINE_BATCH_COMPRESSION``, as enqueue packs its batches."""
+        packed = (
+            batch
+            if isinstance(batch, PackedBatch)
+            else PackedBatch.from_message(batch, self.settings.batch_compression)
+        )
         pipe = self.redis.pipeline()
         pipe.hset(self.pending_key(batch.job_id), batch.batch_id, packed.stored)
         member = self.inflight_member(batch.job_id, batch.batch_id)

@@ -96,8 +96,8 @@ class Settings(BaseSettings):
     # records/s end to end (README "Benchmarks"), for 4.5 µs to compress and 1.5 to decompress.
     batch_compression: BatchCompression = Field(
         "lz4",
-        description="How enqueue stores each batch's text in Redis: lz4 (one LZ4 frame, a "
-        "third to a half of the bytes) or none (as is). Workers read both.",
+        description="How enqueue and replay store each batch's text in Redis: lz4 (one LZ4 "
+        "frame, a third to a half of the bytes) or none (as is). Workers read both.",
     )
     # About 0.4 GB of Redis at 1,000 records of 3.3 KB (0.13-0.2 GB compressed); the backlog
     # is also what an AOF rewrite copies.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from schemas.messages import BatchMessage, PackedBatch, RawRecord
 from tests.helpers import dead_letter
 from worker.jobs import BatchOutcome, JobStore
 from worker.settings import Settings
@@ -65,3 +66,27 @@ def test_unknown_job_is_none_and_recent_lists_newest_first(jobs: JobStore) -> No
     jobs.start_job("b", [])
     assert [j.job_id for j in jobs.recent()][:2] in (["b", "a"], ["a", "b"])
     assert {j.job_id for j in jobs.recent()} == {"a", "b"}
+
+
+@pytest.mark.parametrize("compression", ["none", "lz4"])
+def test_a_whole_batch_message_is_stored_as_the_setting_says(compression: str) -> None:
+    # What replay hands over: it must be stored as enqueue would store it.
+    jobs = JobStore(fakeredis.FakeRedis(), Settings(key_prefix="t", batch_compression=compression))
+    message = BatchMessage(
+        job_id="j",
+        batch_id="j:0",
+        source="dead-letter replay",
+        format="medline",
+        records=[
+            RawRecord(offset=0, text="PMID- 1\nTI  - One\n"),
+            RawRecord(offset=9, text="PMID- 2"),
+        ],
+    )
+    jobs.track_pending(message)
+    stored = jobs.redis.hget(jobs.pending_key("j"), "j:0")
+    batch = PackedBatch.unpack(stored)
+    assert batch.head.compression == (None if compression == "none" else "lz4")
+    text = stored.split(b"\n", 1)[1]
+    lz4_frame_magic = b"\x04\x22\x4d\x18"
+    assert text.startswith(lz4_frame_magic) is (compression == "lz4")
+    assert batch.records == message.records
