@@ -18,9 +18,10 @@ big enough for the ceiling to index for at least 30 s (sized from its probe unle
 (c) this project: ``medline-ingest enqueue`` plus K worker processes until the job completes;
 
 and prints records/s, the ratios c/a and c/b, worker CPU time per record (and the part of it in
-Celery's main process), the producer's CPU time per record, and peak memory of the producer and
-of each worker process. With the local services it also prints each contender's Elasticsearch
-and Redis CPU time per record (Redis's forks for AOF rewrites and snapshots included): the
+Celery's main process, and the page faults and system CPU of its pool processes), the
+producer's CPU time per record, and peak memory of the producer and of each worker process.
+With the local services it also prints each contender's Elasticsearch and Redis CPU time per
+record (Redis's forks for AOF rewrites and snapshots included): the
 ratios alone cannot tell whether a gap is this project's or Elasticsearch's. Then how
 throughput changes with worker processes and batch size, and how the producer's peak memory
 changes with input size. It prints figures; it never passes or fails.
@@ -86,6 +87,17 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def pool_paging(pids: list[int]) -> tuple[int, float]:
+    """Minor page faults and system CPU seconds of live processes, summed: what a worker's
+    pool processes pay to fault fresh memory in (see ``MEDLINE_KEEP_FREED_MEMORY``)."""
+    faults, ticks = 0, 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        faults += int(fields[7])
+        ticks += int(fields[12])
+    return faults, ticks / CLK_TCK
 
 
 def cpu_seconds(pid: int, reaped_children: bool = False) -> float:
@@ -355,6 +367,9 @@ class PipelineRun(Run):
     producer_cpu_per_record_ms: float = 0.0
     producer_peak_mb: float = 0.0
     worker_peaks_mb: tuple[float, ...] = ()
+    #: Minor page faults per record in the worker's pool processes, and their system CPU.
+    pool_faults_per_record: float = 0.0
+    pool_system_us_per_record: float = 0.0
 
 
 def bench_env(settings: Settings, alias: str, **extra: str) -> dict[str, str]:
@@ -414,6 +429,7 @@ def run_pipeline(
     pool = children(workers.pid)
     main_before = cpu_seconds(workers.pid)
     cpu_before = sum(cpu_seconds(p) for p in pool) + main_before
+    paging_before = pool_paging(pool)
     services, cores = service_cpu(), CoresBusy()
     try:
         started = time.perf_counter()
@@ -447,7 +463,14 @@ def run_pipeline(
         if producer.returncode != 0:
             raise RuntimeError(f"enqueue exited {producer.returncode}")
         summary = orjson.loads(out)
-        pool = children(workers.pid)
+        pool_after = children(workers.pid)
+        # The same pool processes as before the job, unless one was replaced (then: 0).
+        faults, system_s = (
+            [a - b for a, b in zip(pool_paging(pool), paging_before, strict=True)]
+            if pool_after == pool
+            else (0, 0.0)
+        )
+        pool = pool_after
         main_cpu = cpu_seconds(workers.pid) - main_before
         cpu = sum(cpu_seconds(p) for p in pool) + main_cpu + main_before - cpu_before
         peaks = tuple(peak_rss_mb(p) for p in [workers.pid, *pool])
@@ -473,6 +496,8 @@ def run_pipeline(
         producer_cpu_per_record_ms=(usage.ru_utime + usage.ru_stime) / records * 1000,
         producer_peak_mb=producer_peak,
         worker_peaks_mb=peaks,
+        pool_faults_per_record=faults / records,
+        pool_system_us_per_record=system_s / records * 1e6,
     )
 
 
@@ -535,6 +560,10 @@ def report(ceiling: Run, naive: Run, ours: PipelineRun) -> None:
     print(
         f"worker CPU time per record: {ours.worker_cpu_per_record_ms:.3f} ms "
         f"(main process {ours.worker_main_cpu_per_record_ms:.3f})"
+    )
+    print(
+        f"pool processes: {ours.pool_faults_per_record:.2f} page faults and "
+        f"{ours.pool_system_us_per_record:.1f} µs of system CPU per record"
     )
     print(f"producer CPU time per record: {ours.producer_cpu_per_record_ms:.3f} ms")
     print(f"producer peak memory: {ours.producer_peak_mb:.1f} MiB")

@@ -83,7 +83,9 @@ def compare(variants: Variants, records: int, rounds: int, workers: int) -> dict
                     f"  round {round_no} {name:<{width}} {run.rate:7.0f} rec/s   CPU µs per "
                     f"record: workers {run.worker_cpu_per_record_ms * 1000:.0f} (main "
                     f"{run.worker_main_cpu_per_record_ms * 1000:.1f}), producer "
-                    f"{run.producer_cpu_per_record_ms * 1000:.0f}, {services}",
+                    f"{run.producer_cpu_per_record_ms * 1000:.0f}, {services}; pool "
+                    f"{run.pool_faults_per_record:.2f} faults, "
+                    f"{run.pool_system_us_per_record:.0f} µs system",
                     flush=True,
                 )
     print()
