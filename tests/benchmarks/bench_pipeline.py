@@ -47,6 +47,7 @@ from pathlib import Path
 
 import orjson
 from elasticsearch import Elasticsearch, helpers
+from redis import Redis
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -411,6 +412,14 @@ def start_workers(env: dict[str, str], processes: int, log: Path) -> subprocess.
     return proc
 
 
+def forget_run(redis_client: Redis, alias: str) -> None:
+    """Delete what a run of (c) left in Redis: its keys (the run's key prefix and queue are
+    ``alias``) and kombu's binding of its queue, which would otherwise pile up run after run."""
+    for key in redis_client.scan_iter(match=f"{alias}*"):
+        redis_client.delete(key)
+    redis_client.delete(f"_kombu.binding.{alias}")
+
+
 def run_pipeline(
     settings: Settings,
     es: Elasticsearch,
@@ -478,9 +487,7 @@ def run_pipeline(
         os.killpg(workers.pid, signal.SIGTERM)
         workers.wait(timeout=120)
         delete_index(es, alias)
-        redis_client = make_redis(settings)
-        for key in redis_client.scan_iter(match=f"{alias}*"):
-            redis_client.delete(key)
+        forget_run(make_redis(settings), alias)
     if summary["indexed"] != records:
         raise RuntimeError(f"pipeline indexed {summary['indexed']} of {records}: {summary}")
     return PipelineRun(
@@ -523,8 +530,7 @@ def producer_peak_for_size(settings: Settings, es: Elasticsearch, size_mb: int, 
     redis_client = make_redis(settings)
     jobs = JobStore(redis_client, Settings(key_prefix=alias))
     enqueued = sum(j.records for j in jobs.recent(5))
-    for key in redis_client.scan_iter(match=f"{alias}*"):
-        redis_client.delete(key)
+    forget_run(redis_client, alias)
     delete_index(es, alias)
     path.unlink()
     return (
