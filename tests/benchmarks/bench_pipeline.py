@@ -73,6 +73,9 @@ PROBE_DOCS = 20_000
 #: Seconds the ceiling's full run should take at least (the issue's "at least 30 s of
 #: indexing"): with ``--records`` unset, the corpus is sized from the probe's best rate.
 MIN_INDEXING_SECONDS = 30.0
+#: The issue's targets: c/a and c/b at least these. Ratios print with three decimals and a
+#: verdict, since two decimals showed a c/a of 0.798 as "0.80" beside "target >= 0.8".
+TARGETS = {"c/a": 0.8, "c/b": 2.0}
 #: Whether (a) and (c) turn refresh and replicas off for their load (``--no-tune-index``: not).
 TUNE_INDEX = True
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -539,6 +542,29 @@ def producer_peak_for_size(settings: Settings, es: Elasticsearch, size_mb: int, 
     )
 
 
+def ratio_line(label: str, value: float) -> str:
+    """``c/a = 0.798   (target >= 0.8: not met)``."""
+    target = TARGETS[label]
+    verdict = "met" if value >= target else "not met"
+    return f"{label} = {value:.3f}   (target >= {target:g}: {verdict})"
+
+
+def summarise_rounds(ratios: list[tuple[float, float]]) -> list[str]:
+    """Each ratio's median over the rounds and its rounds, then how many rounds met both."""
+    lines = []
+    for index, label in enumerate(TARGETS):
+        values = [pair[index] for pair in ratios]
+        listed = ", ".join(f"{v:.3f}" for v in values)
+        met = sum(v >= TARGETS[label] for v in values)
+        lines.append(
+            f"{label} over {len(values)} rounds: median {statistics.median(values):.3f} "
+            f"({listed}); target met in {met} of {len(values)}"
+        )
+    both = sum(a >= TARGETS["c/a"] and b >= TARGETS["c/b"] for a, b in ratios)
+    lines.append(f"rounds meeting both targets: {both} of {len(ratios)}")
+    return lines
+
+
 def announced(label: str, fn: Callable[[], Run]) -> Run:
     print(f"  running {label} ...", flush=True)
     return fn()
@@ -561,8 +587,8 @@ def report(ceiling: Run, naive: Run, ours: PipelineRun) -> None:
                 f" (stolen by the hypervisor: {run.cores.stolen:.2f})"
             )
     print()
-    print(f"c/a = {ours.rate / ceiling.rate:.2f}   (target >= 0.8)")
-    print(f"c/b = {ours.rate / naive.rate:.2f}   (target >= 2)")
+    print(ratio_line("c/a", ours.rate / ceiling.rate))
+    print(ratio_line("c/b", ours.rate / naive.rate))
     print(
         f"worker CPU time per record: {ours.worker_cpu_per_record_ms:.3f} ms "
         f"(main process {ours.worker_main_cpu_per_record_ms:.3f})"
@@ -661,11 +687,7 @@ def main() -> None:
         docs.clear()
         if args.rounds > 1:
             print()
-            for label, index in (("c/a", 0), ("c/b", 1)):
-                values = [pair[index] for pair in ratios]
-                listed = ", ".join(f"{v:.2f}" for v in values)
-                median = statistics.median(values)
-                print(f"{label} over {args.rounds} rounds: median {median:.2f} ({listed})")
+            print("\n".join(summarise_rounds(ratios)))
 
         if not args.skip_scaling:
             print()
