@@ -23,6 +23,7 @@ from celery.schedules import crontab
 from schemas.messages import BatchMessage, BatchRef, PackedBatch
 from worker.redis_client import broker_url_with_password
 from worker.settings import Settings, crontab_fields, get_settings
+from worker.thread_pool_wakeup import ThreadPoolWakeup
 
 #: Name under which the batch task is registered; producers send to it by name.
 INGEST_TASK = "medline.ingest_batch"
@@ -115,6 +116,7 @@ def make_app(settings: Settings) -> Celery:
         SCAN_INBOX_TASK: {"queue": settings.ingest_queue},
     }
     app.conf.beat_schedule = beat_schedule(settings)
+    app.steps["consumer"].add(ThreadPoolWakeup)
     return app
 
 

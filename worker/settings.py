@@ -160,7 +160,9 @@ class Settings(BaseSettings):
         None, ge=1, description="Worker processes per worker; default: one per CPU."
     )
     worker_pool: Literal["prefork", "solo", "threads"] = Field(
-        "prefork", description="Celery pool type of the worker."
+        "prefork",
+        description="Celery pool type of the worker: prefork, solo or threads (the README says "
+        "what each does).",
     )
     worker_nice: int = Field(
         DEFAULT_WORKER_NICE,

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from celery import Task
+from celery.concurrency.prefork import TaskPool as PreforkTaskPool
 from celery.exceptions import Reject, Retry
 from celery.signals import worker_process_init, worker_ready
 from pydantic import ValidationError
@@ -64,16 +65,29 @@ UNREADABLE_JOB = "unreadable"
 GC_THRESHOLD = (50_000, 20, 100)
 
 
+def _tune_for_batches() -> None:
+    """Set up the process that handles batches: collector thresholds, freed memory kept."""
+    # Objects from start-up live for ever: keep the collector from scanning them again.
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+    if get_settings().keep_freed_memory:
+        keep_freed_memory()
+
+
 @worker_process_init.connect
 def _fresh_clients_after_fork(**_: Any) -> None:
     # Sockets inherited from the parent would be shared by every child: start clean.
     reset_runtime()
-    # Objects from start-up live for ever: keep the collector from scanning them again.
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
     # Here, where the batches are handled, however the worker was started (CLI or `celery`).
-    if get_settings().keep_freed_memory:
-        keep_freed_memory()
+    _tune_for_batches()
+
+
+@worker_ready.connect
+def _tune_main_process_without_prefork(sender: Any = None, **_: Any) -> None:
+    # The solo and threads pools handle batches in the main process, where
+    # worker_process_init never fires.
+    if sender is not None and not isinstance(getattr(sender, "pool", None), PreforkTaskPool):
+        _tune_for_batches()
 
 
 def reap_interval(settings: Settings) -> float:

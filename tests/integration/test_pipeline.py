@@ -426,3 +426,21 @@ def test_batches_stored_compressed_and_as_is_are_both_indexed_by_the_same_worker
         assert (done.indexed, done.dead_lettered) == (len(pmids), 0)
     assert stack.count() == len(pmids)
     assert not any(stack.redis.hlen(stack.jobs.pending_key(job_id)) for job_id in stored)
+
+
+def test_a_threads_pool_worker_indexes_every_batch(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    """``MEDLINE_WORKER_POOL=threads`` against the real services: the pool's acknowledgements go
+    through the event-loop wake-up of worker/thread_pool_wakeup.py (its speed is measured by
+    ``bench_settings.py``, not here)."""
+    records = [medline_record(7000 + i) for i in range(12)]
+    path = write_records(tmp_path / "threads.txt", records)
+    worker = workers.start(concurrency=2, MEDLINE_WORKER_POOL="threads")
+
+    summary = enqueue_and_wait(stack, str(path), "--batch-records", "2")
+
+    assert "concurrency: 2 (thread)" in worker.log()
+    assert (summary["records"], summary["indexed"], summary["dead_lettered"]) == (12, 12, 0)
+    assert stack.pmids() == sorted(str(7000 + i) for i in range(12))
+    worker.assert_alive()
