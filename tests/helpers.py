@@ -66,6 +66,28 @@ def run_cli(
     return proc
 
 
+def python_output(
+    snippet: str, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120.0
+) -> str:
+    """The standard output of ``snippet`` run by a fresh interpreter in the repository, with
+    ``args`` as its ``sys.argv[1:]``: for what a test cannot undo in its own process (the
+    collector's thresholds, malloc's, a pool of forked processes).
+
+    :param env: the whole environment of the process; default: this one's.
+    :raises AssertionError: the snippet exited non-zero (its stderr in the message).
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet, *args],
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def dead_letter(queue: str, records: int = 1) -> DeadLetter:
     """A dead letter of ``queue`` holding ``records`` one-character records."""
     return DeadLetter(

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, python_output
 from worker import malloc_tuning
 from worker.malloc_tuning import OPERATOR_VARIABLES, keep_freed_memory
 
@@ -44,16 +41,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def faults_in_batch_rounds(variant: str) -> int:
-    proc = subprocess.run(
-        [sys.executable, "-c", BATCH_ROUNDS, variant],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    return int(
+        python_output(BATCH_ROUNDS, variant, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
     )
-    assert proc.returncode == 0, proc.stderr
-    return int(proc.stdout)
 
 
 @pytest.mark.skipif(malloc_tuning._glibc() is None, reason="the C library is not glibc")

@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +36,7 @@ from schemas.status import (
     WorkerInfo,
     WorkersStatus,
 )
-from tests.helpers import REPO, api_error
+from tests.helpers import api_error, python_output
 from worker import metrics
 from worker.bulk_indexer import TransientBulkError
 from worker.exporter import StatusCollector, status_metrics
@@ -319,15 +318,7 @@ print(json.dumps({"dir": str(path), "env": os.environ[metrics.MULTIPROC_ENV], "v
 
 
 def test_pool_processes_counts_add_up_and_dead_ones_leave_no_live_gauge(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", _PREFORK_SCRIPT, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(python_output(_PREFORK_SCRIPT, str(tmp_path)).strip().splitlines()[-1])
     assert Path(result["dir"]).parent == tmp_path  # a private directory under the one given
     assert result["env"] == result["dir"]
     found = result["values"]

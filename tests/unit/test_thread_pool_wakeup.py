@@ -3,8 +3,6 @@ classes and kombu's real timer, and the tuning of a main process that handles ba
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -15,7 +13,7 @@ from celery.concurrency.solo import TaskPool as SoloTaskPool
 from celery.concurrency.thread import TaskPool as ThreadTaskPool
 from kombu.asynchronous.timer import Timer
 
-from tests.helpers import REPO
+from tests.helpers import python_output
 from worker.celery_app import app
 from worker.thread_pool_wakeup import WAKEUP_INTERVAL, ThreadPoolWakeup
 
@@ -96,15 +94,7 @@ print(gc.get_threshold()[0])
 def test_a_main_process_that_handles_batches_gets_their_tuning(pool: str, tuned: bool) -> None:
     from worker.tasks import GC_THRESHOLD
 
-    proc = subprocess.run(
-        [sys.executable, "-c", TUNED_THRESHOLD, pool],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    threshold = int(proc.stdout.split()[-1])
+    threshold = int(python_output(TUNED_THRESHOLD, pool).split()[-1])
     # Prefork's pool processes are tuned by worker_process_init instead; its main process
     # keeps Python's default.
     assert (threshold == GC_THRESHOLD[0]) is tuned
