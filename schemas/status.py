@@ -28,8 +28,8 @@ class BrokerStatus(BaseModel):
     ingest_queue_depth: int | None = Field(None, description="Batches waiting in the queue.")
     unacked: int | None = Field(
         None,
-        description="Messages delivered to a worker and not yet acknowledged (kombu's unacked "
-        "hash: every queue of this broker database).",
+        description="Messages of the ingest queue delivered to a worker and not yet "
+        "acknowledged (batches in hand, and batches held for a scheduled retry).",
     )
     pending: int | None = Field(
         None, description="Batches published and not yet committed (queued, running, retrying)."

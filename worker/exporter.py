@@ -53,8 +53,8 @@ def status_metrics(status: Status) -> Iterator[Metric]:
         )
         yield _gauge(
             "medline_batches_unacked",
-            "Messages delivered to workers and not yet acknowledged (batches in flight, and "
-            "batches waiting for a scheduled retry).",
+            "Messages of the ingest queue delivered to workers and not yet acknowledged "
+            "(batches in flight, and batches waiting for a scheduled retry).",
             broker.unacked or 0,
         )
         yield _gauge(

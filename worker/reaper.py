@@ -36,6 +36,16 @@ UNACKED_KEY = "unacked"
 LOCK_NAME = "reaper-lock"
 
 
+def unacked_routing_key(entry: bytes) -> str | None:
+    """The routing key of one entry of kombu's unacked hash (``[message, exchange, routing
+    key]``), which for Celery's routes is the queue's name; None if the entry is not that."""
+    try:
+        key = orjson.loads(entry)[2]
+    except (ValueError, IndexError, TypeError):
+        return None
+    return key if isinstance(key, str) else None
+
+
 def held_batch_ids(client: redis.Redis) -> set[str]:
     """Batch ids of the messages that workers hold unacknowledged (or as scheduled retries)."""
     held: set[str] = set()

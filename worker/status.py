@@ -43,7 +43,7 @@ from schemas.status import (
 from worker.dead_letters import PAUSED_KEY
 from worker.jobs import JobStore, summary_from_hash
 from worker.log_setup import redact
-from worker.reaper import UNACKED_KEY
+from worker.reaper import UNACKED_KEY, unacked_routing_key
 from worker.settings import Settings, redact_url
 
 #: Seconds a per-minute throughput counter lives: the longest window plus a margin.
@@ -165,7 +165,8 @@ def broker_status(client: redis.Redis, settings: Settings) -> BrokerStatus:
         keys = queue_keys(settings.ingest_queue)
         for key in keys:
             pipe.llen(key)
-        pipe.hlen(UNACKED_KEY)
+        # Every queue of the database shares kombu's hash: count the ingest queue's entries.
+        pipe.hvals(UNACKED_KEY)
         # Published and not committed: what enqueue's MEDLINE_MAX_QUEUED_BATCHES counts too.
         pipe.zcard(JobStore(client, settings).inflight_key)
         for queue in DEAD_LETTER_QUEUES:
@@ -181,7 +182,7 @@ def broker_status(client: redis.Redis, settings: Settings) -> BrokerStatus:
     paused = replies[-1]
     status.reachable = True
     status.ingest_queue_depth = sum(int(d) for d in depths)
-    status.unacked = int(unacked)
+    status.unacked = sum(unacked_routing_key(entry) == settings.ingest_queue for entry in unacked)
     status.pending = int(pending)
     status.dead_letters = dict(zip(DEAD_LETTER_QUEUES, map(int, dead), strict=True))
     status.paused_reason = paused.decode() if paused else None

@@ -112,7 +112,16 @@ def test_broker_depths_count_every_priority_list_and_the_dead_letters(
     client.rpush("q", "a", "b", "c")
     client.rpush("q\x06\x163", "d")  # a priority-3 message: kombu keeps it in its own list
     client.rpush("other-queue", "x")
-    client.hset("unacked", mapping={"tag1": "m", "tag2": "m"})
+    # kombu's unacked hash holds [message, exchange, routing key] for every queue of the database.
+    client.hset(
+        "unacked",
+        mapping={
+            "tag1": orjson.dumps([{"body": "b"}, "q", "q"]),
+            "tag2": orjson.dumps([{"body": "b"}, "q", "q"]),
+            "tag3": orjson.dumps([{"body": "b"}, "other-queue", "other-queue"]),
+            "tag4": b"not kombu's",
+        },
+    )
     client.zadd("t:inflight", {"j\tb1": 1, "j\tb2": 2, "j\tb3": 3, "j\tb4": 4, "j\tb5": 5})
     jobs = JobStore(client, settings)
     jobs.start_job("j", ["a.txt"])
