@@ -16,7 +16,7 @@ import datetime as dt
 from typing import Annotated, Any, Required
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, with_config
 from typing_extensions import TypedDict
 
 #: Longest PMID taken (PMIDs are 1 to 8 digits today; the margin is for the future).
@@ -39,7 +39,15 @@ Pmid = Annotated[str, StringConstraints(pattern=r"^[0-9]+$", max_length=PMID_MAX
 # which costs a fifth less to validate than model instances (25 parts a citation). Keys
 # that are absent are simply not there: the indexed body holds no nulls.
 
+#: The parts' config: a key a part does not declare is ignored, where the document refuses
+#: one. Refusing makes pydantic read every key of every part, 14 % of a citation's
+#: validation (24.4 against 20.9 µs a body). A part's keys come from this project's parsers,
+#: never from the input (an unknown tag goes to ``extra``); a test holds every key the parsers
+#: write to the model, and the index's strict mapping refuses any other.
+PART_CONFIG = ConfigDict(extra="ignore")
 
+
+@with_config(PART_CONFIG)
 class Author(TypedDict, total=False):
     """An author (FAU/AU) or investigator (FIR/IR) with the lines that follow it."""
 
@@ -49,6 +57,7 @@ class Author(TypedDict, total=False):
     identifiers: Annotated[list[str], Field(description="AUID, e.g. 'ORCID: ...'.")]
 
 
+@with_config(PART_CONFIG)
 class MeshHeading(TypedDict, total=False):
     """An MH line: ``Descriptor/Qualifier/*Qualifier``."""
 
@@ -57,6 +66,7 @@ class MeshHeading(TypedDict, total=False):
     major: Required[Annotated[bool, Field(description="The descriptor or a qualifier is starred.")]]
 
 
+@with_config(PART_CONFIG)
 class Substance(TypedDict, total=False):
     """An RN line (``0 (Immunoglobulin G)``) or an NM line (a substance name alone)."""
 
@@ -64,6 +74,7 @@ class Substance(TypedDict, total=False):
     name: Required[str]
 
 
+@with_config(PART_CONFIG)
 class Grant(TypedDict, total=False):
     """A GR line: ``R01 NS12345/NS/NINDS NIH HHS/United States``, raw and split at '/'."""
 
@@ -74,6 +85,7 @@ class Grant(TypedDict, total=False):
     country: str
 
 
+@with_config(PART_CONFIG)
 class TypedValue(TypedDict, total=False):
     """A value with its type: an ISSN with ``Print``, an article id with ``doi``."""
 
@@ -81,6 +93,7 @@ class TypedValue(TypedDict, total=False):
     type: str
 
 
+@with_config(PART_CONFIG)
 class Journal(TypedDict, total=False):
     """Where the article appeared."""
 
@@ -94,6 +107,7 @@ class Journal(TypedDict, total=False):
     country: Annotated[str, Field(description="PL")]
 
 
+@with_config(PART_CONFIG)
 class PublicationDate(TypedDict, total=False):
     """DP: the raw string, and what can be derived from it."""
 
@@ -102,6 +116,7 @@ class PublicationDate(TypedDict, total=False):
     date: Annotated[dt.date, Field(description="First day the raw string can mean.")]
 
 
+@with_config(PART_CONFIG)
 class HistoryEvent(TypedDict, total=False):
     """A PHST line: a moment with its status (``received``, ``pubmed``, ``medline``, ...)."""
 
