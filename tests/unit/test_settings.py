@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from elasticsearch.serializer import OrjsonSerializer
 from pydantic import ValidationError
 
 from worker.errors import ConfigurationError
@@ -82,6 +83,14 @@ def test_bulk_bodies_are_sent_without_copies_other_ndjson_as_before() -> None:
         assert serializer.dumps(body) is body
         assert serializer.dumps(b'{"a":1}') == b'{"a":1}\n'
         assert serializer.dumps([{"a": 1}, "b"]) == b'{"a":1}\nb\n'
+
+
+def test_json_requests_and_responses_go_through_orjson() -> None:
+    serializers = make_client(Settings()).transport.serializers
+    for mimetype in ("application/vnd.elasticsearch+json; compatible-with=8", "application/json"):
+        serializer = serializers.get_serializer(mimetype)
+        assert isinstance(serializer, OrjsonSerializer)
+        assert serializer.loads(b'{"errors":false,"items":[]}') == {"errors": False, "items": []}
 
 
 def test_username_without_password_is_a_clear_error() -> None:
