@@ -13,10 +13,13 @@ from pathlib import Path
 import lz4.frame
 import pytest
 
+from schemas.document import Document
 from schemas.index_template import ENTRY_FIELDS, TEMPLATE_VERSION
 from tests.helpers import DATA, REPO, run_cli, wait_for
 from tests.integration.conftest import Stack, WorkerFactory
 from tests.records import MALFORMED, medline_record, write_records
+from worker.bulk_indexer import BulkAction, BulkLimits, bulk_write
+from worker.index_admin import ensure_index
 
 #: Seconds a whole job may take in these tests before they fail.
 JOB_TIMEOUT = 300
@@ -301,6 +304,32 @@ def test_document_elasticsearch_refuses_goes_to_rejected_with_its_error(
     assert entry.document["pmid"] == "9500"
     assert entry.records[0].text.startswith("PMID- 9500")
     assert stack.pmids() == ["9501"]
+
+
+def test_a_key_a_part_does_not_declare_passes_pydantic_but_the_index_refuses_it(
+    stack: Stack,
+) -> None:
+    # Parts ignore undeclared keys to validate faster (schemas.document.PART_CONFIG); the
+    # index's strict mapping is what refuses one, should a parser ever write it.
+    ensure_index(stack.es, stack.settings)
+    bodies = {
+        "1": b'{"pmid":"1","title":"T","authors":[{"full_name":"A","colour":"red"}]}',
+        "2": b'{"pmid":"2","title":"T","journal":{"title":"J","colour":"red"}}',
+        "3": b'{"pmid":"3","title":"T","mesh":[{"descriptor":"Humans","major":false}]}',
+    }
+    actions = []
+    for pmid, body in bodies.items():
+        document = Document.from_json(body)
+        actions.append(BulkAction("index", pmid, document.index_json()))
+
+    result = bulk_write(stack.es, stack.settings.index, actions, BulkLimits())
+
+    assert [a.doc_id for a in result.written] == ["3"]
+    assert sorted(a.doc_id for a, _, _ in result.rejected) == ["1", "2"]
+    for _, status, error in result.rejected:
+        assert status == 400
+        assert error["type"] == "strict_dynamic_mapping_exception"
+        assert "colour" in error["reason"]
 
 
 def test_workers_hold_off_at_the_dead_letter_high_water_mark_until_purged(
