@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -12,6 +14,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from worker.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Seconds to wait for a Redis reply before treating the server as unreachable.
 SOCKET_TIMEOUT = 30.0
@@ -53,10 +57,42 @@ def command_packer() -> PythonRespSerializer:
     return PythonRespSerializer(PACK_BUFFER_CUTOFF, Encoder("utf-8", "strict", False).encode)
 
 
+class ReconnectingConnectionPool(redis.ConnectionPool):
+    """A connection pool that waits for a Redis it has reached before, instead of failing.
+
+    redis-py retries a command whose connection breaks under it, but not the reconnection the
+    pool makes when it hands out a connection whose socket the server has closed since: with
+    Redis restarting, that raised "Connection refused" at once and stopped a producer in the
+    middle of a job. This pool retries it with the client's retry policy, logging each failed
+    attempt. A server that never answered is still reported at once, so that a wrong URL or a
+    Redis that is not running fails fast.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reached = False
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        get = super().get_connection
+        retry: Retry = self.connection_kwargs["retry"]
+        # A client made to fail fast (a status probe sets no retries) is left to fail fast.
+        if not self._reached or retry.get_retries() == 0:
+            connection = get(*args, **kwargs)
+            self._reached = True
+            return connection
+        return retry.call_with_retry(lambda: get(*args, **kwargs), self._reconnect_failed)
+
+    def _reconnect_failed(self, error: Exception) -> None:
+        kwargs = self.connection_kwargs
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        log.warning("Redis at %s cannot be reached (%s); trying again", where, error)
+
+
 def make_redis(settings: Settings) -> redis.Redis:
     """A Redis client for the broker database, with retry on connection errors.
 
-    :raises redis.ConnectionError: only when used, if the server cannot be reached.
+    :raises redis.ConnectionError: only when used: at once if the server never answered, after
+        ``RECONNECT_ATTEMPTS`` attempts (minutes) if it answered before and went away.
     """
     kwargs: dict[str, object] = {
         "socket_timeout": SOCKET_TIMEOUT,
@@ -69,4 +105,8 @@ def make_redis(settings: Settings) -> redis.Redis:
     if settings.broker_url.startswith("rediss://") and settings.redis_ca_file:
         kwargs["ssl_ca_certs"] = settings.redis_ca_file
         kwargs["ssl_cert_reqs"] = "required"
-    return redis.Redis.from_url(broker_url_with_password(settings), **kwargs)
+    pool = ReconnectingConnectionPool.from_url(broker_url_with_password(settings), **kwargs)
+    client = redis.Redis(connection_pool=pool)
+    # As Redis.from_url does: the client owns its pool and closes it with itself.
+    client.auto_close_connection_pool = True
+    return client
