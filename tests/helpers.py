@@ -4,6 +4,7 @@ and the values several tests build (a dead letter, an Elasticsearch API error)."
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,13 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (free when asked)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_for(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -28,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.dead_letter import DeadLetter
 from schemas.messages import RawRecord
-from tests.helpers import REPO, run_cli, wait_for
+from tests.helpers import REPO, free_port, run_cli, wait_for
 from tests.integration.conftest import REDIS_HOST, REDIS_PORT, Stack, WorkerFactory
 from tests.records import MALFORMED, medline_record, write_records
 from worker.jobs import BatchOutcome
@@ -40,12 +39,6 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 GOOD = 23
 BAD = list(MALFORMED.values())  # 2 records the parser refuses
 BATCH_RECORDS = 5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> Samples | None:

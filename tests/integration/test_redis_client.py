@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 from worker.redis_client import make_redis
 from worker.settings import Settings
 from worker.status import fast_redis
@@ -35,9 +34,7 @@ class PrivateRedis:
             pytest.fail("redis-server is not installed; run deploy/local/services up")
         self.binary = binary
         self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -110,10 +107,7 @@ def test_a_command_after_redis_went_away_waits_for_it_to_come_back(
 def test_a_redis_that_never_answered_is_reported_at_once(tmp_path: Path) -> None:
     # A wrong URL must not keep a command waiting for minutes: only a server that answered
     # once is waited for.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = make_redis(Settings(broker_url=f"redis://127.0.0.1:{port}/0"))
+    client = make_redis(Settings(broker_url=f"redis://127.0.0.1:{free_port()}/0"))
     with pytest.raises(redis.ConnectionError, match="Connection refused"):
         client.ping()
 
