@@ -30,8 +30,6 @@ from typing import Literal
 import click
 import redis
 from pydantic import ValidationError
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from worker.settings import Settings, get_settings, redact_url
 
@@ -58,14 +56,9 @@ def node_name(node: str | None = None) -> str:
 
 def broker_reachable(settings: Settings) -> str | None:
     """``None`` if Redis answers a PING within :data:`REDIS_TIMEOUT`, else why not."""
-    from worker.redis_client import make_redis
+    from worker.redis_client import make_probe_redis
 
-    client = make_redis(settings)
-    # make_redis rides out outages for minutes; a probe must answer in seconds.
-    client.set_retry(Retry(NoBackoff(), 0))
-    client.connection_pool.connection_kwargs.update(
-        socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
-    )
+    client = make_probe_redis(settings, REDIS_TIMEOUT)
     try:
         client.ping()
     except redis.RedisError as exc:

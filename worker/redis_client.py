@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import Encoder, PythonRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -75,7 +75,7 @@ class ReconnectingConnectionPool(redis.ConnectionPool):
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         get = super().get_connection
         retry: Retry = self.connection_kwargs["retry"]
-        # A client made to fail fast (a status probe sets no retries) is left to fail fast.
+        # A client made to fail fast (make_probe_redis sets no retries) is left to fail fast.
         if not self._reached or retry.get_retries() == 0:
             connection = get(*args, **kwargs)
             self._reached = True
@@ -109,4 +109,20 @@ def make_redis(settings: Settings) -> redis.Redis:
     client = redis.Redis(connection_pool=pool)
     # As Redis.from_url does: the client owns its pool and closes it with itself.
     client.auto_close_connection_pool = True
+    return client
+
+
+def make_probe_redis(settings: Settings, timeout: float) -> redis.Redis:
+    """A Redis client that fails within ``timeout`` seconds instead of riding out an outage.
+
+    For what must answer now (``status``, a metrics scrape, a health probe): no retries, so
+    :class:`ReconnectingConnectionPool` does not wait for the server either.
+
+    :raises redis.ConnectionError: only when used, if the server does not answer in time.
+    """
+    client = make_redis(settings)
+    client.set_retry(Retry(NoBackoff(), 0))
+    client.connection_pool.connection_kwargs.update(
+        socket_timeout=timeout, socket_connect_timeout=timeout
+    )
     return client

@@ -25,8 +25,6 @@ from typing import Any
 import elastic_transport
 import redis
 from elasticsearch import Elasticsearch
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from schemas.dead_letter import DEAD_LETTER_QUEUES
 from schemas.job import JobSummary
@@ -129,18 +127,11 @@ def read_throughput(
 
 
 def fast_redis(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> redis.Redis:
-    """A Redis client that fails within ``timeout`` seconds instead of riding out an outage.
+    """The client a status report or a scrape reads with: see
+    :func:`worker.redis_client.make_probe_redis`."""
+    from worker.redis_client import make_probe_redis
 
-    The workers' client retries for minutes; a status report or a scrape must answer now.
-    """
-    from worker.redis_client import make_redis
-
-    client = make_redis(settings)
-    client.set_retry(Retry(NoBackoff(), 0))
-    client.connection_pool.connection_kwargs.update(
-        socket_timeout=timeout, socket_connect_timeout=timeout
-    )
-    return client
+    return make_probe_redis(settings, timeout)
 
 
 def queue_keys(queue: str) -> list[str]:
