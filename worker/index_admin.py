@@ -9,6 +9,7 @@ which only decides how a new index is made: an existing index keeps its mapping.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +17,8 @@ from elasticsearch import ApiError, Elasticsearch
 
 from schemas.index_template import TEMPLATE_VERSION, IndexMapping, build_index_template
 from worker.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def versioned_index_name(
@@ -48,7 +51,9 @@ def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = 
             for name, spec in current.items()
             if spec["aliases"][alias].get("is_write_index", len(current) == 1)
         ]
-        return writers[0] if writers else next(iter(current))
+        index = writers[0] if writers else next(iter(current))
+        warn_if_mapping_differs(client, index, settings.index_mapping)
+        return index
     index = versioned_index_name(alias, mapping=settings.index_mapping)
     try:
         client.indices.create(index=index, aliases={alias: {"is_write_index": True}})
@@ -57,6 +62,27 @@ def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = 
             raise
         client.indices.put_alias(index=index, name=alias, is_write_index=True)
     return index
+
+
+def warn_if_mapping_differs(client: Elasticsearch, index: str, wanted: IndexMapping) -> None:
+    """Log a warning when ``index`` was made with another mapping than ``wanted``.
+
+    Writes still go to ``index``: the setting only decides how a *new* index is made, and
+    splitting one job's documents over two indices would be worse. An index made by hand, or
+    before the mapping was recorded in ``_meta``, is taken as it is, without a warning.
+    """
+    mappings = client.indices.get_mapping(index=index)[index]["mappings"]
+    made_with = mappings.get("_meta", {}).get("mapping")
+    if made_with is not None and made_with != wanted:
+        log.warning(
+            "index %s was made with the %s mapping, but MEDLINE_INDEX_MAPPING is %s: documents "
+            "go on to %s as it is; to switch, reindex into a new index and move the alias "
+            "(README, Index mapping)",
+            index,
+            made_with,
+            wanted,
+            index,
+        )
 
 
 def delete_index(client: Elasticsearch, alias: str) -> None:

@@ -151,20 +151,38 @@ SERVICE_PID_FILES = {
 }
 
 
-def service_cpu() -> dict[str, float]:
-    """CPU seconds used so far by each local service that is running (empty when remote)."""
+def jvm_gc_seconds(es: Elasticsearch) -> float:
+    """Seconds the Elasticsearch node's collectors have run so far (young and old, summed).
+
+    Collection time is wall time, not CPU: with G1's parallel threads it understates the CPU
+    a collection took, so it says how the node's CPU divides, not how much GC costs exactly.
+    """
+    stats = es.nodes.stats(node_id="_local", metric="jvm", filter_path="nodes.*.jvm.gc.collectors")
+    (node,) = stats["nodes"].values()
+    collectors = node["jvm"]["gc"]["collectors"].values()
+    return sum(c["collection_time_in_millis"] for c in collectors) / 1000
+
+
+def service_cpu(es: Elasticsearch | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each local service that is running (empty when remote),
+    and with ``es``, the node's collection time as ``elasticsearch gc (wall)``."""
     used = {}
     for name, pid_file in SERVICE_PID_FILES.items():
         try:
             used[name] = cpu_seconds(int(pid_file.read_text().split()[0]), reaped_children=True)
         except (OSError, ValueError, IndexError):
             continue
+    if es is not None and "elasticsearch" in used:
+        used["elasticsearch gc (wall)"] = jvm_gc_seconds(es)
     return used
 
 
-def service_us_since(before: dict[str, float], records: int) -> dict[str, float]:
-    """CPU microseconds per record each service spent since the ``before`` snapshot."""
-    after = service_cpu()
+def service_us_since(
+    before: dict[str, float], records: int, es: Elasticsearch | None = None
+) -> dict[str, float]:
+    """Microseconds per record each service spent since the ``before`` snapshot (taken with
+    the same ``es``, or without)."""
+    after = service_cpu(es)
     return {
         name: (after[name] - used) / records * 1e6 for name, used in before.items() if name in after
     }
@@ -310,10 +328,10 @@ def run_ceiling(
 ) -> Run:
     alias = fresh_alias(es, settings, "ceiling")
     try:
-        services, cores = service_cpu(), CoresBusy()
+        services, cores = service_cpu(es), CoresBusy()
         seconds = timed_load(es, alias, docs, best_size)
         cores.stop()
-        service_us = service_us_since(services, len(docs))
+        service_us = service_us_since(services, len(docs), es)
         es.indices.refresh(index=alias)  # for the count below; untimed, as in (c)
         count = es.count(index=alias)["count"]
     finally:
@@ -346,12 +364,12 @@ def run_naive(es: Elasticsearch, path: Path, records: int) -> Run:
             for record in Medline.parse(handle):
                 yield {"_index": index, "_id": record["PMID"], "_source": dict(record)}
 
-    services, cores = service_cpu(), CoresBusy()
+    services, cores = service_cpu(es), CoresBusy()
     started = time.perf_counter()
     ok, _ = helpers.bulk(es, actions())
     seconds = time.perf_counter() - started
     cores.stop()
-    service_us = service_us_since(services, ok)
+    service_us = service_us_since(services, ok, es)
     es.indices.delete(index=index)
     return Run(
         "(b) naive: Bio.Medline + helpers.bulk",
@@ -442,7 +460,7 @@ def run_pipeline(
     main_before = cpu_seconds(workers.pid)
     cpu_before = sum(cpu_seconds(p) for p in pool) + main_before
     paging_before = pool_paging(pool)
-    services, cores = service_cpu(), CoresBusy()
+    services, cores = service_cpu(es), CoresBusy()
     try:
         started = time.perf_counter()
         producer = subprocess.Popen(
@@ -470,7 +488,7 @@ def run_pipeline(
         producer.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
         cores.stop()
-        service_us = service_us_since(services, records)
+        service_us = service_us_since(services, records, es)
         producer_peak = watcher.join()
         if producer.returncode != 0:
             raise RuntimeError(f"enqueue exited {producer.returncode}")

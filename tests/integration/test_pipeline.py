@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -84,6 +85,26 @@ def test_flat_mapping_indexes_the_same_documents_and_plain_queries_reach_entry_f
     ):
         hits = stack.es.search(index=stack.settings.index, query=query)["hits"]["hits"]
         assert hits and all(hit["_id"] in pmids for hit in hits), query
+
+
+def test_a_process_set_to_another_mapping_writes_to_the_existing_index_and_warns(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    nested_index = ensure_index(stack.es, stack.settings)
+    flat_settings = stack.settings.model_copy(update={"index_mapping": "flat"})
+
+    with caplog.at_level(logging.WARNING, logger="worker.index_admin"):
+        index = ensure_index(stack.es, flat_settings)
+
+    assert index == nested_index == f"{stack.settings.index}-v{TEMPLATE_VERSION}"
+    assert list(stack.es.indices.get_alias(name=stack.settings.index)) == [nested_index]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "made with the nested mapping, but MEDLINE_INDEX_MAPPING is flat" in warning
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="worker.index_admin"):
+        ensure_index(stack.es, stack.settings)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 def test_mixed_file_accounts_for_every_record(
