@@ -27,6 +27,8 @@ import elastic_transport
 import orjson
 from elasticsearch import ApiError, Elasticsearch
 
+from worker.settings import Settings
+
 #: Statuses of a bulk item that mean "try again later", not "this document is wrong".
 RETRYABLE_ITEM_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Status of an item refused by external versioning: the index holds a newer revision.
@@ -132,15 +134,32 @@ class TransientBulkError(Exception):
     outlasted the item retries). Retrying the whole batch later is the right answer."""
 
 
+def _default(name: str) -> Any:
+    """The default of setting ``name``: the settings own them, so the two cannot drift."""
+    return Settings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class BulkLimits:
-    """Chunking and item-retry limits (the ``MEDLINE_BULK_*`` and ``MEDLINE_ITEM_*`` settings)."""
+    """Chunking and item-retry limits (the ``MEDLINE_BULK_*`` and ``MEDLINE_ITEM_*`` settings);
+    each defaults to its setting's default."""
 
-    chunk_docs: int = 500
-    chunk_bytes: int = 10 * 1024 * 1024
-    item_retries: int = 8
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
+    chunk_docs: int = _default("bulk_chunk_docs")
+    chunk_bytes: int = _default("bulk_chunk_bytes")
+    item_retries: int = _default("item_retries")
+    backoff_initial: float = _default("item_backoff_initial")
+    backoff_max: float = _default("item_backoff_max")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BulkLimits:
+        """The limits ``settings`` set."""
+        return cls(
+            chunk_docs=settings.bulk_chunk_docs,
+            chunk_bytes=settings.bulk_chunk_bytes,
+            item_retries=settings.item_retries,
+            backoff_initial=settings.item_backoff_initial,
+            backoff_max=settings.item_backoff_max,
+        )
 
 
 #: Called after each _bulk request with (request bytes, seconds taken).

@@ -336,13 +336,7 @@ def process_batch(
             batch.batch_id, records, outcome, committed, time.perf_counter() - started
         )
 
-    limits = BulkLimits(
-        chunk_docs=settings.bulk_chunk_docs,
-        chunk_bytes=settings.bulk_chunk_bytes,
-        item_retries=settings.item_retries,
-        backoff_initial=settings.item_backoff_initial,
-        backoff_max=settings.item_backoff_max,
-    )
+    limits = BulkLimits.from_settings(settings)
     parsed, outcome = parse_and_index(
         client, settings.index, batch, settings.max_record_bytes, limits, observe
     )
