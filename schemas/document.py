@@ -144,6 +144,18 @@ class Document(BaseModel):
     investigators: list[Author] = Field(default_factory=list, description="FIR/IR with IRAD")
 
     mesh: list[MeshHeading] = Field(default_factory=list, description="MH")
+    # The two below are derived from ``mesh``, so that a plain keyword query answers PubMed's
+    # [majr] and "term/subheading" searches in either mapping: under the flat one, ``mesh``'s
+    # descriptors, qualifiers and major flags are each queried on their own.
+    mesh_major_topics: list[str] = Field(
+        default_factory=list,
+        description="The descriptor of every MH heading that is a major topic (a star on it or "
+        "on one of its qualifiers), in order.",
+    )
+    mesh_qualified_terms: list[str] = Field(
+        default_factory=list,
+        description="'Descriptor/Qualifier' for every qualifier of every MH heading, in order.",
+    )
     keywords: list[str] = Field(default_factory=list, description="OT")
     substances: list[Substance] = Field(default_factory=list, description="RN and NM")
     publication_types: list[str] = Field(default_factory=list, description="PT")

@@ -29,7 +29,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-#: Bump whenever the mapping changes: new indices are named ``{alias}-v{TEMPLATE_VERSION}``.
+#: Bump whenever a field's mapping changes: new indices are named ``{alias}-v{TEMPLATE_VERSION}``.
+#: A field added needs no bump: ``worker.index_admin.ensure_index`` adds it to an existing index.
 TEMPLATE_VERSION = 2
 #: Template priority, above the server's built-in templates.
 TEMPLATE_PRIORITY = 200
@@ -72,6 +73,9 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
             "major": {"type": "boolean"},
         },
     },
+    # Derived from the headings (see the document): plain terms in both mappings.
+    "mesh_major_topics": _KEYWORD,
+    "mesh_qualified_terms": _KEYWORD,
     "keywords": {**_KEYWORD, "fields": {"text": _TEXT}},
     "substances": {"properties": {"registry_number": _KEYWORD, "name": _KEYWORD}},
     "publication_types": _KEYWORD,

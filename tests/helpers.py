@@ -15,6 +15,7 @@ from typing import TypeVar
 import elastic_transport
 
 from schemas.dead_letter import DeadLetter
+from schemas.document import Document
 from schemas.messages import RawRecord
 
 REPO = Path(__file__).resolve().parent.parent
@@ -118,3 +119,13 @@ def api_error(status: int, error: str = "boom") -> elastic_transport.ApiError:
         node=elastic_transport.NodeConfig("http", "localhost", 9200),
     )
     return elastic_transport.ApiError(error, meta=meta, body={})
+
+
+def sample_documents() -> list[Document]:
+    """The documents of ``tests/data/sample.medline``, as the worker makes them."""
+    # Imported here: the worker's modules read settings, which some tests set first.
+    from worker.documents import record_to_document
+    from worker.medline_text import iter_raw_records, open_source
+
+    with open_source(DATA / "sample.medline") as stream:
+        return [record_to_document(r.text) for r in iter_raw_records(stream)]

@@ -83,6 +83,8 @@ FIELD_TAGS = {
     "corporate_authors": "CN",
     "investigators": "FIR/IR",
     "mesh": "MH",
+    "mesh_major_topics": "MH",
+    "mesh_qualified_terms": "MH",
     "keywords": "OT",
     "substances": "RN/NM",
     "publication_types": "PT",
@@ -158,6 +160,20 @@ def _mesh(value: str) -> dict[str, Any]:
         return {"descriptor": value, "major": major}
     descriptor, *qualifiers = value.split("/")
     return {"descriptor": descriptor, "qualifiers": qualifiers, "major": major}
+
+
+def _mesh_terms(mesh: list[dict[str, Any]], body: dict[str, Any]) -> None:
+    """The headings' major topics and descriptor/qualifier pairs, as terms of their own."""
+    majors = [heading["descriptor"] for heading in mesh if heading["major"]]
+    if majors:
+        body["mesh_major_topics"] = majors
+    pairs = [
+        f"{heading['descriptor']}/{qualifier}"
+        for heading in mesh
+        for qualifier in heading.get("qualifiers", ())
+    ]
+    if pairs:
+        body["mesh_qualified_terms"] = pairs
 
 
 def _substance(value: str) -> dict[str, str]:
@@ -349,7 +365,9 @@ def _fields_to_body(fields: list[tuple[str, str]]) -> dict[str, Any]:
                 _add_extra(extra, tag, values[1:])
             continue
         if tag == "MH":
-            body["mesh"] = [_mesh_of.get(value) or _mesh_of.miss(value) for value in values]
+            mesh = [_mesh_of.get(value) or _mesh_of.miss(value) for value in values]
+            body["mesh"] = mesh
+            _mesh_terms(mesh, body)
         elif tag == "RN" or tag == "NM":
             memo = _substance_of if tag == "RN" else _substance_name_of
             # RN and NM both: one list, in the order the tags came.

@@ -3,7 +3,8 @@
 Documents are written to the alias ``settings.index`` (default ``medline``), which points at
 ``{alias}-v{TEMPLATE_VERSION}`` (``...-flat`` with ``MEDLINE_INDEX_MAPPING=flat``). A mapping
 change bumps the template version; a reindex into the new index and an alias swap then switch
-readers and writers without downtime. The same goes for a change of ``MEDLINE_INDEX_MAPPING``,
+readers and writers without downtime. A field added needs neither: it is added to the existing
+index in place. The same goes for a change of ``MEDLINE_INDEX_MAPPING``,
 which only decides how a new index is made: an existing index keeps its mapping.
 """
 
@@ -15,7 +16,12 @@ from contextlib import contextmanager
 
 from elasticsearch import ApiError, Elasticsearch
 
-from schemas.index_template import TEMPLATE_VERSION, IndexMapping, build_index_template
+from schemas.index_template import (
+    TEMPLATE_VERSION,
+    IndexMapping,
+    build_index_template,
+    document_properties,
+)
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,7 +36,8 @@ def versioned_index_name(
 
 
 def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = None) -> str:
-    """Put the index template, and create the versioned index with its alias if missing.
+    """Put the index template, and create the versioned index with its alias if missing, or
+    bring the existing one up to date (:func:`bring_up_to_date`).
 
     Safe to call from many processes at once: a concurrent creation is not an error.
 
@@ -52,7 +59,7 @@ def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = 
             if spec["aliases"][alias].get("is_write_index", len(current) == 1)
         ]
         index = writers[0] if writers else next(iter(current))
-        warn_if_mapping_differs(client, index, settings.index_mapping)
+        bring_up_to_date(client, index, settings.index_mapping)
         return index
     index = versioned_index_name(alias, mapping=settings.index_mapping)
     try:
@@ -64,12 +71,19 @@ def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = 
     return index
 
 
-def warn_if_mapping_differs(client: Elasticsearch, index: str, wanted: IndexMapping) -> None:
-    """Log a warning when ``index`` was made with another mapping than ``wanted``.
+def bring_up_to_date(client: Elasticsearch, index: str, wanted: IndexMapping) -> None:
+    """Add the fields ``index`` lacks, and warn when it was made with another mapping.
 
-    Writes still go to ``index``: the setting only decides how a *new* index is made, and
-    splitting one job's documents over two indices would be worse. An index made by hand, or
-    before the mapping was recorded in ``_meta``, is taken as it is, without a warning.
+    Fields are added as the index's own mapping maps them: the index is strict, and without
+    them a newer worker's documents would be refused and dead-lettered. A field that changed
+    its type cannot be changed in place; that bumps the template version instead.
+
+    Writes still go to ``index`` whatever ``wanted`` says: the setting only decides how a *new*
+    index is made, and splitting one job's documents over two indices would be worse. An index
+    made by hand, or before the mapping was recorded in ``_meta``, is taken as made with
+    ``wanted``, without a warning.
+
+    :raises elasticsearch.ApiError: Elasticsearch refused the added fields.
     """
     mappings = client.indices.get_mapping(index=index)[index]["mappings"]
     made_with = mappings.get("_meta", {}).get("mapping")
@@ -83,6 +97,15 @@ def warn_if_mapping_differs(client: Elasticsearch, index: str, wanted: IndexMapp
             wanted,
             index,
         )
+    has = mappings.get("properties", {})
+    missing = {
+        name: spec
+        for name, spec in document_properties(made_with or wanted).items()
+        if name not in has
+    }
+    if missing:
+        client.indices.put_mapping(index=index, properties=missing)
+        log.info("index %s: added the fields %s", index, ", ".join(sorted(missing)))
 
 
 def delete_index(client: Elasticsearch, alias: str) -> None:

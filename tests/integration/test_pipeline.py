@@ -15,8 +15,8 @@ import lz4.frame
 import pytest
 
 from schemas.document import Document
-from schemas.index_template import ENTRY_FIELDS, TEMPLATE_VERSION
-from tests.helpers import DATA, REPO, run_cli, wait_for
+from schemas.index_template import ENTRY_FIELDS, TEMPLATE_VERSION, build_index_template
+from tests.helpers import DATA, REPO, run_cli, sample_documents, wait_for
 from tests.integration.conftest import Stack, WorkerFactory
 from tests.records import MALFORMED, medline_record, write_records
 from worker.bulk_indexer import BulkAction, BulkLimits, bulk_write
@@ -85,6 +85,68 @@ def test_flat_mapping_indexes_the_same_documents_and_plain_queries_reach_entry_f
     ):
         hits = stack.es.search(index=stack.settings.index, query=query)["hits"]["hits"]
         assert hits and all(hit["_id"] in pmids for hit in hits), query
+
+
+def _search_pmids(stack: Stack, query: dict) -> set[str]:
+    response = stack.es.search(index=stack.settings.index, query=query, size=1000)
+    return {hit["_id"] for hit in response["hits"]["hits"]}
+
+
+@pytest.mark.parametrize("mapping", ["nested", "flat"])
+def test_pubmed_major_topic_and_subheading_searches_are_exact_in_either_mapping(
+    stack: Stack, workers: WorkerFactory, mapping: str
+) -> None:
+    env = {"MEDLINE_INDEX_MAPPING": mapping}
+    workers.start(**env)
+    sample = DATA / "sample.medline"
+    docs = sample_documents()
+    enqueue_and_wait(stack, str(sample), env=env)
+    stack.refresh()
+    # "Humans" is a heading of many citations and a major topic of none, beside headings
+    # that are: the case where the flat mapping's entry fields, queried on their own, mislead.
+    humans = {d.pmid for d in docs if any(m["descriptor"] == "Humans" for m in d.mesh)}
+    assert humans and not any(
+        m["major"] for d in docs for m in d.mesh if m["descriptor"] == "Humans"
+    )
+    if mapping == "flat":
+        loose = {"term": {"mesh.descriptor": "Humans"}}, {"term": {"mesh.major": True}}
+        assert _search_pmids(stack, {"bool": {"filter": list(loose)}}) == humans
+
+    assert _search_pmids(stack, {"term": {"mesh_major_topics": "Humans"}}) == set()
+    topic, qualifier = "Multiple Sclerosis", "drug therapy"
+    major = {d.pmid for d in docs for m in d.mesh if m["descriptor"] == topic and m["major"]}
+    treated = {
+        d.pmid
+        for d in docs
+        for m in d.mesh
+        if m["descriptor"] == topic and qualifier in m.get("qualifiers", [])
+    }
+    assert major and treated
+    assert _search_pmids(stack, {"term": {"mesh_major_topics": topic}}) == major
+    pair = {"term": {"mesh_qualified_terms": f"{topic}/{qualifier}"}}
+    assert _search_pmids(stack, pair) == treated
+
+
+def test_an_index_made_before_a_field_was_added_gets_it_and_takes_the_new_documents(
+    stack: Stack, workers: WorkerFactory
+) -> None:
+    alias = stack.settings.index
+    older = build_index_template(alias)["template"]["mappings"]
+    for name in ("mesh_major_topics", "mesh_qualified_terms"):
+        del older["properties"][name]
+    index = f"{alias}-v{TEMPLATE_VERSION}"
+    stack.es.indices.create(index=index, mappings=older, aliases={alias: {"is_write_index": True}})
+    workers.start()
+    sample = DATA / "sample.medline"
+
+    summary = enqueue_and_wait(stack, str(sample))
+
+    # A strict index without the fields would have refused every citation with headings.
+    assert summary["dead_lettered"] == 0 and summary["indexed"] == summary["records"]
+    properties = stack.es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+    assert properties["mesh_major_topics"] == {"type": "keyword", "ignore_above": 1024}
+    stack.refresh()
+    assert _search_pmids(stack, {"term": {"mesh_major_topics": "Multiple Sclerosis"}})
 
 
 def test_a_process_set_to_another_mapping_writes_to_the_existing_index_and_warns(

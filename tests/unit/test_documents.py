@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas.document import Document, prune
-from tests.helpers import DATA
+from tests.helpers import sample_documents
 from tests.unit.test_dates import PUBLICATION_DATES
 from worker import documents
 from worker.documents import build_document, record_to_document
 from worker.errors import MedlineParseError, RecordError
-from worker.medline_text import format_record, iter_raw_records, open_source
+from worker.medline_text import format_record
 
 #: Each test runs with the compiled parser and with the Python one.
 pytestmark = pytest.mark.usefixtures("parser_mode")
@@ -129,6 +129,15 @@ def test_every_field_is_mapped() -> None:
         ("Multiple Sclerosis", ["complications", "rehabilitation"], True),
         ("Fatigue", ["etiology", "therapy"], False),
     ]
+    # PubMed's [majr] and "term/subheading" searches as plain terms, for the flat mapping.
+    assert doc.mesh_major_topics == ["Exercise Therapy", "Multiple Sclerosis"]
+    assert doc.mesh_qualified_terms == [
+        "Exercise Therapy/methods",
+        "Multiple Sclerosis/complications",
+        "Multiple Sclerosis/rehabilitation",
+        "Fatigue/etiology",
+        "Fatigue/therapy",
+    ]
     assert doc.keywords == ["Exercise", "Fatigue"]
     assert [(s.get("registry_number"), s["name"]) for s in doc.substances] == [
         ("77238-31-4", "Interferon-beta"),
@@ -215,13 +224,8 @@ def _values_in(body: Any) -> list[Any]:
     return [body]
 
 
-def _sample_documents() -> list[Document]:
-    with open_source(DATA / "sample.medline") as stream:
-        return [record_to_document(r.text) for r in iter_raw_records(stream)]
-
-
 def test_the_index_body_is_the_model_in_json_without_nulls_or_empties() -> None:
-    for doc in [record_to_document(RICH), *_sample_documents()]:
+    for doc in [record_to_document(RICH), *sample_documents()]:
         body = doc.index_body()
         assert body == prune(doc.model_dump(mode="json")), doc.pmid
         assert all(v is not None and v != [] and v != {} for v in _values_in(body)), doc.pmid
@@ -362,7 +366,7 @@ def test_a_failure_inside_the_parser_becomes_a_record_error(
 
 
 def test_the_sample_file_is_valid_and_varied() -> None:
-    docs = _sample_documents()
+    docs = sample_documents()
     assert len(docs) == 25 and len({d.pmid for d in docs}) == 25
     assert sum("multiple sclerosis" in d.title.lower() for d in docs) >= 15  # the demo's query
     assert any(d.investigators for d in docs) and any(d.corporate_authors for d in docs)

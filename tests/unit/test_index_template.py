@@ -21,7 +21,8 @@ from schemas.index_template import (
     build_index_template,
     document_properties,
 )
-from tests.unit.test_documents import RICH, _sample_documents
+from tests.helpers import sample_documents
+from tests.unit.test_documents import RICH
 from worker.documents import record_to_document
 
 #: Each test runs with the compiled parser and with the Python one.
@@ -187,7 +188,7 @@ def _dates(body: Any, properties: dict[str, Any]) -> list[str]:
 
 
 def test_every_date_the_documents_hold_is_in_a_shape_the_mapping_accepts() -> None:
-    docs = [record_to_document(RICH), *_sample_documents()]
+    docs = [record_to_document(RICH), *sample_documents()]
     dates = [d for doc in docs for d in _dates(doc.index_body(), DOCUMENT_PROPERTIES)]
     assert len(dates) > 100
     assert all(_DATE_SHAPE.fullmatch(d) for d in dates), dates

@@ -10,6 +10,7 @@
 //! The JSON is written as the fields are read, without a tree of values in between: a
 //! citation has some 25 objects and 100 strings, and allocating each was a third of the time.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -201,25 +202,58 @@ fn write_typed_value(out: &mut Vec<u8>, value: &str, bracket: bool) {
     object.close();
 }
 
-fn write_mesh(out: &mut Vec<u8>, value: &str) {
-    let major = value.contains('*');
-    let unstarred;
-    let value = if major {
-        unstarred = value.replace('*', "");
-        unstarred.as_str()
-    } else {
-        value
-    };
-    let mut object = Object::open(out);
-    match value.split_once('/') {
-        None => object.text("descriptor", value),
-        Some((descriptor, qualifiers)) => {
-            object.text("descriptor", descriptor);
-            object.texts("qualifiers", qualifiers.split('/'));
-        }
+/// An MH line read: the line without its stars, and whether it had one.
+struct Heading<'v> {
+    unstarred: Cow<'v, str>,
+    major: bool,
+}
+
+impl<'v> Heading<'v> {
+    fn read(value: &'v str) -> Heading<'v> {
+        let major = value.contains('*');
+        let unstarred = if major { Cow::Owned(value.replace('*', "")) } else { Cow::Borrowed(value) };
+        Heading { unstarred, major }
     }
-    object.key("major").extend_from_slice(if major { b"true" } else { b"false" });
-    object.close();
+
+    fn descriptor(&self) -> &str {
+        self.unstarred.split_once('/').map_or(&self.unstarred, |(descriptor, _)| descriptor)
+    }
+
+    fn qualifiers(&self) -> impl Iterator<Item = &str> {
+        self.unstarred.split_once('/').into_iter().flat_map(|(_, qualifiers)| qualifiers.split('/'))
+    }
+}
+
+/// The headings, then their major topics and descriptor/qualifier pairs as terms of their own.
+fn write_mesh<'f>(body: &mut Object<'_>, values: impl Iterator<Item = &'f str>) {
+    let headings: Vec<Heading> = values.map(Heading::read).collect();
+    write_array(body.key("mesh"), &headings, |out, heading| {
+        let mut object = Object::open(out);
+        object.text("descriptor", heading.descriptor());
+        if heading.unstarred.contains('/') {
+            object.texts("qualifiers", heading.qualifiers());
+        }
+        object.key("major").extend_from_slice(if heading.major { b"true" } else { b"false" });
+        object.close();
+    });
+    if headings.iter().any(|heading| heading.major) {
+        let majors = headings.iter().filter(|heading| heading.major);
+        body.texts("mesh_major_topics", majors.map(Heading::descriptor));
+    }
+    let mut pairs = headings
+        .iter()
+        .flat_map(|heading| heading.qualifiers().map(move |q| (heading.descriptor(), q)))
+        .peekable();
+    if pairs.peek().is_some() {
+        let mut pair = String::new();
+        write_array(body.key("mesh_qualified_terms"), pairs, |out, (descriptor, qualifier)| {
+            pair.clear();
+            pair.push_str(descriptor);
+            pair.push('/');
+            pair.push_str(qualifier);
+            write_str(&pair, out);
+        });
+    }
 }
 
 fn write_substance(out: &mut Vec<u8>, value: &str) {
@@ -521,7 +555,7 @@ pub fn write_body(mapping: &Mapping, fields: &[Field<'_>], out: &mut Vec<u8>) {
             continue;
         }
         match tag {
-            "MH" => write_array(body.key("mesh"), values, write_mesh),
+            "MH" => write_mesh(&mut body, values),
             "RN" | "NM" if !substances_written => {
                 // RN and NM both: one list, in the order the tags first came.
                 substances_written = true;
