@@ -8,14 +8,17 @@ Mapping choices:
   has no ``analysis-common`` module, so only analyzers built into the server are used.
 - ``date`` for dates, in the two shapes the model writes (``2003-02-15`` and
   ``2003-02-01T04:00:00``); the raw DP string is kept as a keyword beside its derived date.
-- ``nested`` where a query needs the parts of one entry together: an author *with* an
-  affiliation, a MeSH descriptor that is *major*, a history status *with* its date. That is
-  the default (``MEDLINE_INDEX_MAPPING=nested``). Each nested entry is a hidden Lucene document
-  of its own, some 15-25 per citation, so the ``flat`` mapping maps the same entries as plain
-  objects (and leaves out the ``raw`` sub-field of the title and the source, a unique term per
-  citation): Elasticsearch then spends 14-19 % less CPU per document
-  (``tests/benchmarks/bench_mapping.py``), and queries take each field of an entry on its own.
-  The documents are the same under both; only what a query can ask differs.
+- ``flat`` entries by default: a citation's authors, investigators, MeSH headings and history
+  events are plain objects, each field queried on its own, and the document is one Lucene
+  document. PubMed's own searches need no more: its MeSH searches ([majr], term/subheading)
+  are plain terms of their own (``mesh_major_topics``, ``mesh_qualified_terms``), its date
+  searches fields of their own. ``MEDLINE_INDEX_MAPPING=nested`` maps the entries ``nested``
+  instead, for queries on two fields of the *same* entry (an author *with* an affiliation, a
+  history status *with* its date), and keeps a ``raw`` sub-field on the title and the source
+  (a unique term per citation each). Each nested entry is a hidden Lucene document of its own,
+  some 15-25 per citation: Elasticsearch spends about a fifth more CPU per document
+  (``tests/benchmarks/bench_mapping.py``). The documents are the same under both; only what a
+  query can ask differs.
 - ``extra`` (tags the model does not map) is an object whose sub-fields are mapped as
   keywords on first sight, so they stay searchable; everything else is ``dynamic: strict``, so
   a field the template does not know is a clear rejection rather than a silent guess.
@@ -73,9 +76,11 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
             "major": {"type": "boolean"},
         },
     },
-    # Derived from the headings (see the document): plain terms in both mappings.
+    # Derived from the headings (see the document): plain terms in both mappings. The pairs,
+    # 7-8 a citation, are for filtering only: their doc values (sorting, aggregations) cost the
+    # node a tenth more CPU per document in the flat mapping (bench_mapping.py, RESULTS.md).
     "mesh_major_topics": _KEYWORD,
-    "mesh_qualified_terms": _KEYWORD,
+    "mesh_qualified_terms": {**_KEYWORD, "doc_values": False},
     "keywords": {**_KEYWORD, "fields": {"text": _TEXT}},
     "substances": {"properties": {"registry_number": _KEYWORD, "name": _KEYWORD}},
     "publication_types": _KEYWORD,
@@ -126,13 +131,16 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
 
 #: How an index maps the entries of a citation (see the module's docstring).
 IndexMapping = Literal["nested", "flat"]
+#: The mapping of a new index unless ``MEDLINE_INDEX_MAPPING`` says otherwise: PubMed's own
+#: searches need no nested query (README, "Index mapping"), and flat costs the node less.
+DEFAULT_MAPPING: IndexMapping = "flat"
 #: Fields that are ``nested`` in the nested mapping and plain objects in the flat one.
 ENTRY_FIELDS = ("authors", "investigators", "mesh", "history")
 #: Fields whose ``raw`` sub-field the flat mapping leaves out: one unique term per citation.
 UNIQUE_RAW_FIELDS = ("title", "source")
 
 
-def document_properties(mapping: IndexMapping = "nested") -> dict[str, Any]:
+def document_properties(mapping: IndexMapping = DEFAULT_MAPPING) -> dict[str, Any]:
     """:data:`DOCUMENT_PROPERTIES` as ``mapping`` maps them; a new dict each call."""
     properties = copy.deepcopy(DOCUMENT_PROPERTIES)
     if mapping == "flat":
@@ -144,7 +152,7 @@ def document_properties(mapping: IndexMapping = "nested") -> dict[str, Any]:
 
 
 def build_index_template(
-    alias: str, shards: int = 1, replicas: int = 0, mapping: IndexMapping = "nested"
+    alias: str, shards: int = 1, replicas: int = 0, mapping: IndexMapping = DEFAULT_MAPPING
 ) -> dict[str, Any]:
     """The body of ``PUT _index_template/<alias>``, for the indices ``{alias}-v*``.
 

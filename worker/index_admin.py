@@ -1,11 +1,11 @@
 """The index behind the alias: template, versioned index, alias, and bulk-time tuning.
 
 Documents are written to the alias ``settings.index`` (default ``medline``), which points at
-``{alias}-v{TEMPLATE_VERSION}`` (``...-flat`` with ``MEDLINE_INDEX_MAPPING=flat``). A mapping
-change bumps the template version; a reindex into the new index and an alias swap then switch
-readers and writers without downtime. A field added needs neither: it is added to the existing
-index in place. The same goes for a change of ``MEDLINE_INDEX_MAPPING``,
-which only decides how a new index is made: an existing index keeps its mapping.
+``{alias}-v{TEMPLATE_VERSION}-flat`` (``{alias}-v{TEMPLATE_VERSION}`` with
+``MEDLINE_INDEX_MAPPING=nested``). A field whose mapping changes bumps the template version, and
+``MEDLINE_INDEX_MAPPING`` only decides how a new index is made: an existing index keeps its
+mapping, and a reindex into the new index and an alias swap then switch readers and writers
+without downtime. A field added needs neither: it is added to the existing index in place.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from elasticsearch import ApiError, Elasticsearch
 
 from schemas.index_template import (
+    DEFAULT_MAPPING,
     TEMPLATE_VERSION,
     IndexMapping,
     build_index_template,
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def versioned_index_name(
-    alias: str, version: int = TEMPLATE_VERSION, mapping: IndexMapping = "nested"
+    alias: str, version: int = TEMPLATE_VERSION, mapping: IndexMapping = DEFAULT_MAPPING
 ) -> str:
     """The concrete index for ``alias`` at template ``version``: ``{alias}-v{version}``, with
     ``-flat`` for the flat mapping (changing the mapping, like the version, means a new index)."""

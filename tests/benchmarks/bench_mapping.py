@@ -19,7 +19,10 @@ The variants are the product's two mappings and the steps between them:
   unique term per citation each);
 - ``objects``: nested MeSH headings, but authors, investigators and history as plain objects;
 - ``mesh-object``: only the MeSH headings as plain objects;
-- ``flat``: the flat mapping (``MEDLINE_INDEX_MAPPING=flat``): all of the above.
+- ``flat``: the flat mapping (``MEDLINE_INDEX_MAPPING=flat``): all of the above;
+- ``flat-bare``: flat, with the documents' MeSH terms derived for it (``mesh_major_topics``,
+  ``mesh_qualified_terms``) left out: what those terms cost;
+- ``flat-pair-dv``: flat, with doc values on ``mesh_qualified_terms`` (the mapping has none).
 
 A plain object loses what ``nested`` gives: a query can no longer ask for two fields of the
 *same* entry (an author with an affiliation, a descriptor that is a major topic, a history
@@ -29,20 +32,26 @@ status with its date). See the README's "Index mapping".
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from schemas.index_template import UNIQUE_RAW_FIELDS, build_index_template  # noqa: E402
+from schemas.index_template import (  # noqa: E402
+    UNIQUE_RAW_FIELDS,
+    IndexMapping,
+    build_index_template,
+)
 from tests.benchmarks.bench_pipeline import (  # noqa: E402
     post_all,
     serialise_corpus,
@@ -74,26 +83,57 @@ def mesh_as_object(properties: Mapping) -> None:
     properties["mesh"].pop("type", None)
 
 
-#: Variant name → what it changes in the nested mapping's properties (in place), or None for
-#: the product's flat mapping as it is.
-VARIANTS: dict[str, Callable[[Mapping], None] | None] = {
-    "nested": lambda properties: None,
-    "no-raw": without_raw,
-    "objects": people_and_history_as_objects,
-    "mesh-object": mesh_as_object,
-    "flat": None,
+def pairs_with_doc_values(properties: Mapping) -> None:
+    properties["mesh_qualified_terms"].pop("doc_values", None)
+
+
+#: The document fields derived from the MeSH headings for plain queries (see the document).
+DERIVED_MESH_FIELDS = ("mesh_major_topics", "mesh_qualified_terms")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A mapping of the product, changed in place by ``change``, for documents without the
+    fields ``without``."""
+
+    mapping: IndexMapping
+    change: Callable[[Mapping], None] | None = None
+    without: tuple[str, ...] = ()
+
+
+VARIANTS: dict[str, Variant] = {
+    "nested": Variant("nested"),
+    "no-raw": Variant("nested", without_raw),
+    "objects": Variant("nested", people_and_history_as_objects),
+    "mesh-object": Variant("nested", mesh_as_object),
+    "flat": Variant("flat"),
+    "flat-bare": Variant("flat", without=DERIVED_MESH_FIELDS),
+    "flat-pair-dv": Variant("flat", pairs_with_doc_values),
 }
 
 
 def index_body(variant: str) -> Mapping:
     """Settings and mappings of a fresh index for ``variant``, bulk-load settings included."""
-    change = VARIANTS[variant]
-    mapping = "flat" if change is None else "nested"
-    template = copy.deepcopy(build_index_template("bench-mapping", mapping=mapping)["template"])
-    if change is not None:
-        change(template["mappings"]["properties"])
+    spec = VARIANTS[variant]
+    template = build_index_template("bench-mapping", mapping=spec.mapping)["template"]
+    if spec.change is not None:
+        spec.change(template["mappings"]["properties"])
     template["settings"].update(BULK_LOAD_SETTINGS)
     return template
+
+
+def documents_for(variant: str, docs: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """``docs`` as ``variant`` indexes them: without its left-out fields, if any."""
+    without = VARIANTS[variant].without
+    if not without:
+        return docs
+    bare = []
+    for pmid, body in docs:
+        fields = orjson.loads(body)
+        for name in without:
+            fields.pop(name, None)
+        bare.append((pmid, orjson.dumps(fields)))
+    return bare
 
 
 def load(es: Any, variant: str, docs: list[tuple[str, bytes]]) -> tuple[float, float]:
@@ -132,11 +172,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="medline-bench-") as tmpdir:
         docs = serialise_corpus(write_corpus(Path(tmpdir) / "corpus.txt", args.records))
     print(f"{len(docs)} documents, {args.rounds} rounds, bulk size {BULK_SIZE}", flush=True)
+    loads = {variant: documents_for(variant, docs) for variant in variants}
     load(es, "nested", docs)  # untimed: the node's JIT compiles its indexing code first
     results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for round_no in range(1, args.rounds + 1):
         for variant in variants:
-            rate, cpu = load(es, variant, docs)
+            rate, cpu = load(es, variant, loads[variant])
             results[variant].append((rate, cpu))
             print(f"  round {round_no} {variant:<12} {rate:7.0f} docs/s {cpu:6.0f} µs", flush=True)
 

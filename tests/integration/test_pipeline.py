@@ -61,15 +61,14 @@ def test_sample_file_is_indexed_and_every_pmid_found(stack: Stack, workers: Work
     )
 
 
-def test_flat_mapping_indexes_the_same_documents_and_plain_queries_reach_entry_fields(
+def test_the_default_flat_mapping_indexes_the_documents_and_plain_queries_reach_entry_fields(
     stack: Stack, workers: WorkerFactory
 ) -> None:
-    flat = {"MEDLINE_INDEX_MAPPING": "flat"}
-    workers.start(**flat)
+    workers.start()
     sample = DATA / "sample.medline"
     pmids = set(re.findall(r"^PMID- (\d+)", sample.read_text(), flags=re.MULTILINE))
 
-    summary = enqueue_and_wait(stack, str(sample), env=flat)
+    summary = enqueue_and_wait(stack, str(sample))
 
     assert summary["indexed"] == len(pmids) and summary["dead_lettered"] == 0
     assert stack.count() == len(pmids)
@@ -123,6 +122,10 @@ def test_pubmed_major_topic_and_subheading_searches_are_exact_in_either_mapping(
     }
     assert major and treated
     assert _search_pmids(stack, {"term": {"mesh_major_topics": topic}}) == major
+    if mapping == "nested":
+        heading = {"term": {"mesh.descriptor": topic}}, {"term": {"mesh.major": True}}
+        in_one_heading = {"nested": {"path": "mesh", "query": {"bool": {"filter": list(heading)}}}}
+        assert _search_pmids(stack, in_one_heading) == major
     pair = {"term": {"mesh_qualified_terms": f"{topic}/{qualifier}"}}
     assert _search_pmids(stack, pair) == treated
 
@@ -130,8 +133,9 @@ def test_pubmed_major_topic_and_subheading_searches_are_exact_in_either_mapping(
 def test_an_index_made_before_a_field_was_added_gets_it_and_takes_the_new_documents(
     stack: Stack, workers: WorkerFactory
 ) -> None:
+    # As an upgrade finds it: the index of the former default, nested, without the MeSH terms.
     alias = stack.settings.index
-    older = build_index_template(alias)["template"]["mappings"]
+    older = build_index_template(alias, mapping="nested")["template"]["mappings"]
     for name in ("mesh_major_topics", "mesh_qualified_terms"):
         del older["properties"][name]
     index = f"{alias}-v{TEMPLATE_VERSION}"
@@ -152,11 +156,11 @@ def test_an_index_made_before_a_field_was_added_gets_it_and_takes_the_new_docume
 def test_a_process_set_to_another_mapping_writes_to_the_existing_index_and_warns(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    nested_index = ensure_index(stack.es, stack.settings)
-    flat_settings = stack.settings.model_copy(update={"index_mapping": "flat"})
+    nested_settings = stack.settings.model_copy(update={"index_mapping": "nested"})
+    nested_index = ensure_index(stack.es, nested_settings)
 
     with caplog.at_level(logging.WARNING, logger="worker.index_admin"):
-        index = ensure_index(stack.es, flat_settings)
+        index = ensure_index(stack.es, stack.settings)  # flat, the default
 
     assert index == nested_index == f"{stack.settings.index}-v{TEMPLATE_VERSION}"
     assert list(stack.es.indices.get_alias(name=stack.settings.index)) == [nested_index]
@@ -165,7 +169,7 @@ def test_a_process_set_to_another_mapping_writes_to_the_existing_index_and_warns
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="worker.index_admin"):
-        ensure_index(stack.es, stack.settings)
+        ensure_index(stack.es, nested_settings)
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
