@@ -76,11 +76,9 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
             "major": {"type": "boolean"},
         },
     },
-    # Derived from the headings (see the document): plain terms in both mappings. The pairs,
-    # 7-8 a citation, are for filtering only: their doc values (sorting, aggregations) cost the
-    # node a tenth more CPU per document in the flat mapping (bench_mapping.py, RESULTS.md).
+    # Derived from the headings (see the document): plain terms in both mappings.
     "mesh_major_topics": _KEYWORD,
-    "mesh_qualified_terms": {**_KEYWORD, "doc_values": False},
+    "mesh_qualified_terms": _KEYWORD,
     "keywords": {**_KEYWORD, "fields": {"text": _TEXT}},
     "substances": {"properties": {"registry_number": _KEYWORD, "name": _KEYWORD}},
     "publication_types": _KEYWORD,
