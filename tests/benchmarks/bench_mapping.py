@@ -14,18 +14,18 @@ variant's when nested does not run). It prints figures; it never passes or fails
 
 The variants are the product's two mappings and the steps between them:
 
-- ``nested``: the default mapping (``MEDLINE_INDEX_MAPPING=nested``);
+- ``nested``: the nested mapping (``MEDLINE_INDEX_MAPPING=nested``, the default until 2026-12-07);
 - ``no-raw``: nested, without the ``raw`` keyword sub-field of the title and the source (one
   unique term per citation each);
 - ``objects``: nested MeSH headings, but authors, investigators and history as plain objects;
 - ``mesh-object``: only the MeSH headings as plain objects;
-- ``flat``: the flat mapping (``MEDLINE_INDEX_MAPPING=flat``): all of the above;
+- ``flat``: the flat mapping, the default: all of the above;
 - ``flat-bare``: flat, with the documents' MeSH terms derived for it (``mesh_major_topics``,
   ``mesh_qualified_terms``) left out: what those terms cost.
 
 A plain object loses what ``nested`` gives: a query can no longer ask for two fields of the
-*same* entry (an author with an affiliation, a descriptor that is a major topic, a history
-status with its date). See the README's "Index mapping".
+*same* entry (an author with an affiliation, a history status with its date; a descriptor that
+is a major topic has terms of its own). See the README's "Index mapping".
 """
 
 from __future__ import annotations
