@@ -380,7 +380,7 @@ def parse(files: tuple[str, ...]) -> None:
                 job_id="parse",
                 source=path,
                 fmt=fmt,
-                max_records=1000,
+                max_records=settings.batch_records,
                 max_bytes=settings.batch_bytes,
             )
             for batch in batches:
