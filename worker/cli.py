@@ -595,13 +595,23 @@ def dlq_export(queue: str | None, output: str | None) -> None:
 @main.command()
 @click.argument("query")
 @click.option("--size", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option(
+    "--major-topic",
+    "major_topics",
+    multiple=True,
+    metavar="DESCRIPTOR",
+    help="Only citations with this MeSH descriptor as a major topic, as PubMed's [majr] "
+    "(exact name, e.g. 'Multiple Sclerosis'). Repeat to require several.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
-def search(query: str, size: int, as_json: bool) -> None:
+def search(query: str, size: int, major_topics: tuple[str, ...], as_json: bool) -> None:
     """Full-text search of titles and abstracts; prints PMID, year and title of the best hits."""
     rt = _runtime()
+    text = {"multi_match": {"query": query, "fields": ["title^2", "abstract"]}}
+    topics = [{"term": {"mesh_major_topics": topic}} for topic in major_topics]
     response = rt.es.search(
         index=rt.settings.index,
-        query={"multi_match": {"query": query, "fields": ["title^2", "abstract"]}},
+        query={"bool": {"must": [text], "filter": topics}} if topics else text,
         size=size,
         track_total_hits=True,
     )
@@ -609,7 +619,8 @@ def search(query: str, size: int, as_json: bool) -> None:
     if as_json:
         _dump_json([h["_source"] for h in hits])
         return
-    click.echo(f"{response['hits']['total']['value']} documents match {query!r}")
+    among = "".join(f" among major topic {topic!r}" for topic in major_topics)
+    click.echo(f"{response['hits']['total']['value']} documents match {query!r}{among}")
     for hit in hits:
         source = hit["_source"]
         year = (source.get("pub_date") or {}).get("year", "?")

@@ -130,6 +130,29 @@ def test_pubmed_major_topic_and_subheading_searches_are_exact_in_either_mapping(
     assert _search_pmids(stack, pair) == treated
 
 
+def test_search_keeps_the_citations_of_a_major_topic(stack: Stack, workers: WorkerFactory) -> None:
+    workers.start()
+    enqueue_and_wait(stack, str(DATA / "sample.medline"))
+    stack.refresh()
+    words = re.compile(r"\b(multiple|sclerosis)\b", re.IGNORECASE)
+    expected = {
+        d.pmid
+        for d in sample_documents()
+        if "Multiple Sclerosis" in d.mesh_major_topics and words.search(f"{d.title} {d.abstract}")
+    }
+    assert expected
+
+    args = ("search", "multiple sclerosis", "--major-topic", "Multiple Sclerosis", "--size", "100")
+    hits = json.loads(run_cli(*args, "--json", env=stack.env, check=True).stdout)
+    assert {hit["pmid"] for hit in hits} == expected
+    assert all("Multiple Sclerosis" in hit["mesh_major_topics"] for hit in hits)
+    summary = run_cli(*args, env=stack.env, check=True).stdout.decode().splitlines()[0]
+    assert summary == (
+        f"{len(expected)} documents match 'multiple sclerosis' among major topic "
+        "'Multiple Sclerosis'"
+    )
+
+
 def test_an_index_made_before_a_field_was_added_gets_it_and_takes_the_new_documents(
     stack: Stack, workers: WorkerFactory
 ) -> None:
