@@ -28,6 +28,9 @@ _BODY_KEY = "_index_body"
 #: Where a document validated from JSON keeps that JSON (see ``_BODY_KEY``).
 _JSON_KEY = "_index_json"
 
+#: The document's fields derived from ``mesh`` (see the document), for whoever handles them apart.
+DERIVED_MESH_FIELDS = ("mesh_major_topics", "mesh_qualified_terms")
+
 #: A string with at least one character that is not whitespace.
 NonBlank = Annotated[str, StringConstraints(pattern=r"\S")]
 #: A PubMed id: digits only.

@@ -46,6 +46,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from schemas.document import DERIVED_MESH_FIELDS  # noqa: E402
 from schemas.index_template import (  # noqa: E402
     UNIQUE_RAW_FIELDS,
     IndexMapping,
@@ -80,10 +81,6 @@ def people_and_history_as_objects(properties: Mapping) -> None:
 
 def mesh_as_object(properties: Mapping) -> None:
     properties["mesh"].pop("type", None)
-
-
-#: The document fields derived from the MeSH headings for plain queries (see the document).
-DERIVED_MESH_FIELDS = ("mesh_major_topics", "mesh_qualified_terms")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import lz4.frame
 import pytest
 
-from schemas.document import Document
+from schemas.document import DERIVED_MESH_FIELDS, Document
 from schemas.index_template import ENTRY_FIELDS, TEMPLATE_VERSION, build_index_template
 from tests.helpers import DATA, REPO, run_cli, sample_documents, wait_for
 from tests.integration.conftest import Stack, WorkerFactory
@@ -159,7 +159,7 @@ def test_an_index_made_before_a_field_was_added_gets_it_and_takes_the_new_docume
     # As an upgrade finds it: the index of the former default, nested, without the MeSH terms.
     alias = stack.settings.index
     older = build_index_template(alias, mapping="nested")["template"]["mappings"]
-    for name in ("mesh_major_topics", "mesh_qualified_terms"):
+    for name in DERIVED_MESH_FIELDS:
         del older["properties"][name]
     index = f"{alias}-v{TEMPLATE_VERSION}"
     stack.es.indices.create(index=index, mappings=older, aliases={alias: {"is_write_index": True}})

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas.document import Document, prune
+from schemas.document import DERIVED_MESH_FIELDS, Document, prune
 from tests.helpers import sample_documents
 from tests.unit.test_dates import PUBLICATION_DATES
 from worker import documents
@@ -130,6 +130,8 @@ def test_every_field_is_mapped() -> None:
         ("Fatigue", ["etiology", "therapy"], False),
     ]
     # PubMed's [majr] and "term/subheading" searches as plain terms, for the flat mapping.
+    assert set(DERIVED_MESH_FIELDS) == {"mesh_major_topics", "mesh_qualified_terms"}
+    assert set(DERIVED_MESH_FIELDS) <= set(Document.model_fields)
     assert doc.mesh_major_topics == ["Exercise Therapy", "Multiple Sclerosis"]
     assert doc.mesh_qualified_terms == [
         "Exercise Therapy/methods",
