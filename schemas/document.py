@@ -170,6 +170,7 @@ class Document(BaseModel):
     electronic_pub_date: dt.date | None = Field(None, description="DEP")
     completed: dt.date | None = Field(None, description="DCOM")
     revised: dt.date | None = Field(None, description="LR")
+    book_revised: dt.date | None = Field(None, description="DRDT: a book record's revision date.")
     entrez_date: dt.datetime | None = Field(None, description="EDAT")
     mesh_date: dt.datetime | None = Field(None, description="MHDA")
     created: dt.datetime | None = Field(None, description="CRDT")
@@ -241,9 +242,10 @@ class Document(BaseModel):
         return kept if kept is not None else orjson.dumps(self.index_body())
 
     def revision_version(self) -> int:
-        """The citation's revision as an external version number: LR (else DCOM) as
-        YYYYMMDD, else 0. A redelivered or older revision then never overwrites a newer one."""
-        moment = self.revised or self.completed
+        """The citation's revision as an external version number: LR (else DCOM, else a
+        book's DRDT) as YYYYMMDD, else 0. A redelivered or older revision then never overwrites
+        a newer one."""
+        moment = self.revised or self.completed or self.book_revised
         return moment.year * 10000 + moment.month * 100 + moment.day if moment else 0
 
 

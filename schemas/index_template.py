@@ -108,6 +108,7 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
     "electronic_pub_date": _DATE,
     "completed": _DATE,
     "revised": _DATE,
+    "book_revised": _DATE,
     "entrez_date": _DATE,
     "mesh_date": _DATE,
     "created": _DATE,

@@ -1,4 +1,5 @@
-"""PubMed XML records written for the tests: articles by PMID and revision, deletions, files."""
+"""PubMed XML records written for the tests: articles and book chapters by PMID and revision,
+deletions, files."""
 
 from __future__ import annotations
 
@@ -54,6 +55,26 @@ def pubmed_article(pmid: int | str, title: str | None = None, revised: str = "20
         f'<ArticleId IdType="pubmed">{pmid}</ArticleId>'
         f'<ArticleId IdType="doi">10.1016/test.{pmid}</ArticleId>'
         "</ArticleIdList></PubmedData></PubmedArticle>"
+    )
+
+
+def pubmed_book_article(
+    pmid: int | str, title: str | None = None, revised: str = "20200101"
+) -> str:
+    """A ``PubmedBookArticle``: a chapter of a book, revised (``DateRevised``) on ``revised``;
+    a book has no ``DateCompleted``."""
+    title = title or f"Test chapter {pmid} on alpha-thalassemia."
+    return (
+        f'<PubmedBookArticle><BookDocument><PMID Version="1">{pmid}</PMID>'
+        '<ArticleIdList><ArticleId IdType="bookaccession">NBK1116</ArticleId></ArticleIdList>'
+        "<Book><Publisher><PublisherName>University of Washington, Seattle</PublisherName>"
+        "</Publisher><BookTitle>GeneReviews</BookTitle><PubDate><Year>1993</Year></PubDate>"
+        f"</Book><ArticleTitle>{title}</ArticleTitle><Language>eng</Language>"
+        f"{_date('DateRevised', revised)}</BookDocument>"
+        '<PubmedBookData><History><PubMedPubDate PubStatus="pubmed"><Year>2010</Year>'
+        "<Month>3</Month><Day>20</Day><Hour>6</Hour><Minute>0</Minute></PubMedPubDate>"
+        "</History><PublicationStatus>ppublish</PublicationStatus></PubmedBookData>"
+        "</PubmedBookArticle>"
     )
 
 

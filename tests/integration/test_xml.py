@@ -1,19 +1,23 @@
 """PubMed XML end to end: real broker, real worker processes, real Elasticsearch.
 
 Same citation as text and as XML → the same indexed document; an update file revises and
-deletes; a stale revision arriving last does not win and is counted, not dead-lettered.
+deletes; a stale revision arriving last, of an article or of a book chapter, does not win and is
+counted, not dead-lettered.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from schemas.job import JobSummary
 from tests.helpers import DATA, run_cli
 from tests.integration.conftest import Stack, WorkerFactory
-from tests.pubmed_records import article_set, pubmed_article, write_xml
+from tests.pubmed_records import article_set, pubmed_article, pubmed_book_article, write_xml
 
 #: Seconds a whole job may take in these tests before they fail.
 JOB_TIMEOUT = 300
@@ -67,24 +71,32 @@ def test_the_same_citations_as_text_and_as_xml_index_the_same_documents(
     }
 
 
+@pytest.mark.parametrize(
+    ("record", "revised_field"),
+    [(pubmed_article, "revised"), (pubmed_book_article, "book_revised")],
+    ids=["article", "book"],
+)
 def test_an_update_file_revises_and_deletes_and_a_stale_revision_does_not_win(
-    stack: Stack, workers: WorkerFactory, tmp_path: Path
+    stack: Stack,
+    workers: WorkerFactory,
+    tmp_path: Path,
+    record: Callable[..., str],
+    revised_field: str,
 ) -> None:
     workers.start(concurrency=2)
     baseline = write_xml(
         tmp_path / "pubmed25n0001.xml.gz",
-        article_set([pubmed_article(p, revised="20200101") for p in range(501, 506)]),
+        article_set([record(p, revised="20200101") for p in range(501, 506)]),
     )
     update = write_xml(
         tmp_path / "pubmed25n1275.xml",
         article_set(
-            [pubmed_article(502, title="Revised title of 502.", revised="20240601")],
-            deletes=[503],
+            [record(502, title="Revised title of 502.", revised="20240601")], deletes=[503]
         ),
     )
     stale = write_xml(
         tmp_path / "stale.xml",
-        article_set([pubmed_article(502, title="An older revision of 502.", revised="20210101")]),
+        article_set([record(502, title="An older revision of 502.", revised="20210101")]),
     )
 
     first = ingest(stack, baseline, "--batch-records", "2")
@@ -96,7 +108,7 @@ def test_an_update_file_revises_and_deletes_and_a_stale_revision_does_not_win(
     docs = sources(stack)
     assert sorted(docs) == ["501", "502", "504", "505"]
     assert docs["502"]["title"] == "Revised title of 502."
-    assert docs["502"]["revised"] == "2024-06-01"
+    assert docs["502"][revised_field] == "2024-06-01"
 
     third = ingest(stack, stale)
     assert (third.records, third.indexed, third.skipped_stale) == (1, 0, 1)

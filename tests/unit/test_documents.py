@@ -312,9 +312,21 @@ def test_a_book_takes_its_title_from_bti() -> None:
     assert doc.extra == {"BTI": ["Handbook of Neurology."], "ED": ["Doe J"]}
 
 
-def test_the_revision_version_falls_back_to_completed_then_zero() -> None:
+def test_the_revision_version_falls_back_to_completed_then_a_books_drdt_then_zero() -> None:
     assert record_to_document("PMID- 1\nTI  - T.\nDCOM- 20030402").revision_version() == 20030402
+    book = record_to_document("PMID- 5\nBTI - Handbook.\nDRDT- 20230511\nCTDT- 20100320")
+    assert book.book_revised == date(2023, 5, 11) and book.revision_version() == 20230511
+    assert "DRDT" not in book.extra and book.extra["CTDT"] == ["20100320"]
+    # LR outranks DRDT, should a record carry both.
+    both = record_to_document("PMID- 1\nTI  - T.\nDRDT- 20230511\nLR  - 20240101")
+    assert (both.book_revised, both.revision_version()) == (date(2023, 5, 11), 20240101)
     assert record_to_document("PMID- 1\nTI  - T.").revision_version() == 0
+
+
+def test_a_drdt_that_is_not_a_date_is_kept_as_written_and_orders_nothing() -> None:
+    book = record_to_document("PMID- 5\nBTI - Handbook.\nDRDT- 2023 May")
+    assert book.book_revised is None and book.extra["DRDT"] == ["2023 May"]
+    assert book.revision_version() == 0
 
 
 @pytest.mark.parametrize(

@@ -173,7 +173,9 @@ def test_a_book_article_is_mapped_simply() -> None:
     assert doc.abstract == "CLINICAL CHARACTERISTICS: Alpha-thalassemia has two forms."
     assert doc.authors[0]["full_name"] == "Tamary, Hannah"
     assert doc.extra["BTI"] == ["GeneReviews®"] and doc.extra["ED"] == ["Adam MP"]
-    assert doc.extra["DRDT"] == ["20230511"] and doc.extra["PB"]
+    assert doc.extra["PB"] and "DRDT" not in doc.extra
+    # A book has no LR or DCOM: its DateRevised orders its revisions.
+    assert str(doc.book_revised) == "2023-05-11" and doc.revision_version() == 20230511
     assert doc.article_ids[0]["value"] == "NBK1116"
     assert str(doc.entrez_date) == "2010-03-20 06:00:00"
 
