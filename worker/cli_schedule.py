@@ -175,8 +175,8 @@ def schedule_run_now(retry_failed: bool, wait: bool, timeout: float | None, as_j
             reports.append(report)
             if not as_json:
                 _print_report(report)
-        if not wait or report.blocked:
-            break
+        if not wait or report.blocked or report.awaiting_md5:
+            break  # what the inbox waits for now is not a job that this command can follow
         if not report.busy and report.waiting_on is None:
             break  # every file done
         if deadline is not None and time.monotonic() > deadline:

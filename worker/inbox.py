@@ -31,6 +31,13 @@ same content. After that the file blocks the inbox (later files wait) until it c
 operator runs ``schedule run-now --retry-failed``. Records dead-lettered as ``malformed`` or
 ``rejected`` do not fail a file: ingesting it again would give the same result.
 
+**Published checksums.** NLM publishes ``NAME.md5`` beside each PubMed file. When such a file
+is beside an inbox file, the scan checks the file's MD5 against it before enqueuing anything:
+a mismatch (a truncated or corrupt download) blocks the file, and the files after it, until
+either changes, and nothing of it is enqueued. With ``MEDLINE_INBOX_REQUIRE_MD5`` a file
+without its ``.md5`` waits for it, so that a scan between the two downloads cannot take the
+file unchecked.
+
 **One scanner at a time.** A scan holds a Redis lock (``SET NX PX`` with a random token,
 renewed while it works, released only by its holder); a second beat process or ``run-now``
 finds it taken and does nothing. Ledger writes are fenced by the token: a scanner that lost
@@ -50,6 +57,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -79,6 +87,11 @@ LOCK_TTL_MS = 60_000
 MAX_ATTEMPTS = 3
 #: Bytes read at a time while computing a checksum.
 HASH_CHUNK = 1 << 20
+#: Suffix of the file beside an inbox file that publishes its MD5, as NLM's
+#: ``pubmed25n0001.xml.gz.md5``.
+MD5_SUFFIX = ".md5"
+#: An MD5 in hex, in NLM's ``MD5(name)= hex`` as in md5sum's ``hex  name``.
+_MD5_HEX = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])")
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -210,7 +223,8 @@ def inbox_files(settings: Settings) -> list[tuple[str, str]]:
 
     The inbox is searched recursively, as ``enqueue DIR`` searches a directory; hidden files
     (``.name``) are left out, so a file can be written under a hidden name and renamed into
-    place when complete. ``name`` is the path relative to the inbox.
+    place when complete, and so are published checksums (``NAME.md5``) whatever the patterns
+    say. ``name`` is the path relative to the inbox.
     """
     root = inbox_dir(settings)
     patterns = [p.strip() for p in settings.inbox_patterns.split(",") if p.strip()]
@@ -220,18 +234,67 @@ def inbox_files(settings: Settings) -> list[tuple[str, str]]:
         return []
     files = [(os.path.relpath(p, root), p) for p in paths]
     files = [(name, p) for name, p in files if not any(s.startswith(".") for s in Path(name).parts)]
-    return sorted(files)
+    return sorted((name, p) for name, p in files if not name.endswith(MD5_SUFFIX))
 
 
-def file_sha256(path: str, on_chunk: Callable[[], None] | None = None) -> str:
-    """SHA-256 of the file's bytes, read in chunks (constant memory)."""
-    digest = hashlib.sha256()
+def file_digest(
+    path: str, algorithm: str = "sha256", on_chunk: Callable[[], None] | None = None
+) -> str:
+    """The file's digest (a :mod:`hashlib` algorithm) in hex, read in chunks (constant memory)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as stream:
         while chunk := stream.read(HASH_CHUNK):
             digest.update(chunk)
             if on_chunk is not None:
                 on_chunk()
     return digest.hexdigest()
+
+
+class ChecksumMismatch(MedlineIngestError):
+    """An inbox file's bytes do not match the MD5 published beside it, or that MD5 cannot be
+    read: the file is not ingested."""
+
+
+def published_md5(path: str) -> str | None:
+    """The MD5 that ``path`` + :data:`MD5_SUFFIX` publishes for ``path`` (lower-case hex), or
+    None when there is no such file.
+
+    :raises ChecksumMismatch: the ``.md5`` file holds no MD5 (or cannot be read).
+    """
+    md5_path = path + MD5_SUFFIX
+    try:
+        with open(md5_path, encoding="ascii", errors="replace") as stream:
+            text = stream.read(4096)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ChecksumMismatch(f"{md5_path} cannot be read: {exc}") from exc
+    found = _MD5_HEX.search(text)
+    if found is None:
+        raise ChecksumMismatch(f"{md5_path} holds no MD5 (32 hex digits)")
+    return found.group(0).lower()
+
+
+def check_published_md5(
+    path: str, required: bool, on_chunk: Callable[[], None] | None = None
+) -> bool:
+    """Whether ``path`` may be ingested as far as its published MD5 goes: True when its
+    ``.md5`` matches, or is absent and not ``required``; False when it is absent and
+    ``required`` (the scan waits for it).
+
+    :raises ChecksumMismatch: the file's MD5 differs from the published one, or the ``.md5``
+        holds none.
+    """
+    expected = published_md5(path)
+    if expected is None:
+        return not required
+    actual = file_digest(path, "md5", on_chunk)
+    if actual != expected:
+        raise ChecksumMismatch(
+            f"its MD5 is {actual}, but {os.path.basename(path)}{MD5_SUFFIX} says {expected} "
+            "(an incomplete or corrupt download?)"
+        )
+    return True
 
 
 def inbox_job_completed(jobs: JobStore, job_id: str) -> bool:
@@ -279,8 +342,12 @@ class ScanReport:
     enqueued: list[dict[str, Any]] = field(default_factory=list)
     #: The file whose job is running; later files wait for it.
     waiting_on: str | None = None
-    #: A file that failed :data:`MAX_ATTEMPTS` times; later files wait until it is fixed.
+    #: A file that failed :data:`MAX_ATTEMPTS` times, or whose MD5 differs from the one
+    #: published beside it; later files wait until it is fixed.
     blocked: str | None = None
+    #: A file whose published MD5 is required (``MEDLINE_INBOX_REQUIRE_MD5``) and not beside it
+    #: yet; later files wait for it.
+    awaiting_md5: str | None = None
     message: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -377,6 +444,8 @@ class InboxScanner:
                 reason = "new file" if entry is None else "content changed"
                 attempts = 0
             assert sha is not None
+            if not self._checksum_allows(name, path, report):
+                return
             done = self._ingest(name, path, stat, sha, reason, attempts, report)
             if done.state != "completed":
                 report.waiting_on = name
@@ -393,12 +462,28 @@ class InboxScanner:
         """
         if entry is not None and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
             return None
-        sha = file_sha256(path, on_chunk=self.lock.keep_alive)
+        sha = file_digest(path, on_chunk=self.lock.keep_alive)
         if entry is None or sha != entry.sha256:
             return sha
         entry.size, entry.mtime_ns = stat.st_size, stat.st_mtime_ns
         self.ledger.put(entry, self.lock)
         return None
+
+    def _checksum_allows(self, name: str, path: str, report: ScanReport) -> bool:
+        """Whether ``path`` may be enqueued as far as its published MD5 goes; if not, say why
+        in ``report`` (the scan then stops at it, so that later files keep their order)."""
+        try:
+            if check_published_md5(
+                path, self.settings.inbox_require_md5, on_chunk=self.lock.keep_alive
+            ):
+                return True
+        except ChecksumMismatch as exc:
+            report.blocked = name
+            report.message = f"{name} is not ingested: {exc}; later files wait until it changes"
+            return False
+        report.awaiting_md5 = name
+        report.message = f"{name}: waiting for {name}{MD5_SUFFIX} (MEDLINE_INBOX_REQUIRE_MD5)"
+        return False
 
     def _quiet(self, job_id: str | None) -> bool:
         """Whether the job has no batch left in flight (every batch committed or none sent)."""

@@ -192,6 +192,11 @@ class Settings(BaseSettings):
         "*.txt,*.nbib,*.medline,*.xml,*.xml.gz,*.txt.gz",
         description="Comma-separated glob patterns of inbox files to ingest.",
     )
+    inbox_require_md5: bool = Field(
+        False,
+        description="Ingest an inbox file only once NAME.md5 is beside it; a .md5 that is "
+        "there is checked in any case, and a mismatch blocks the file.",
+    )
     schedule_interval: float = Field(300.0, gt=0, description="Seconds between inbox scans.")
     schedule_crontab: str | None = Field(
         None, description="Crontab ('m h dom mon dow') for inbox scans; overrides the interval."

@@ -328,7 +328,9 @@ def scan_inbox_task() -> None:
     except ConfigurationError as exc:
         log.error("inbox scan: %s", exc)
         return
-    log.info(
+    # A blocked inbox needs someone: later files wait until the file is fixed.
+    log.log(
+        logging.WARNING if report.blocked else logging.INFO,
         "inbox scan: %s",
         report.message or f"{len(report.enqueued)} files enqueued",
         extra={
@@ -337,5 +339,6 @@ def scan_inbox_task() -> None:
             "enqueued": [f["name"] for f in report.enqueued],
             "waiting_on": report.waiting_on,
             "blocked": report.blocked,
+            "awaiting_md5": report.awaiting_md5,
         },
     )

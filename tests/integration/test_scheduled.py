@@ -1,12 +1,14 @@
 """Scheduled ingestion end to end: an inbox, real workers, real beat processes, the real services.
 
 Baseline then updates apply in name order with deletions and revisions; a second scan ingests
-nothing; a changed file is ingested again (and the files after it re-applied); two beats and
+nothing; a changed file is ingested again (and the files after it re-applied); a truncated
+download is refused by its published MD5 and holds back the files after it; two beats and
 several ``run-now`` racing ingest each file once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -150,6 +152,38 @@ def test_a_changed_file_is_ingested_again_and_later_files_reapplied(
     assert set(docs) == {"801", "803"}
     assert docs["801"] == "New content of 801."
     assert len(inbox_jobs(stack)) == 4
+
+
+def test_a_truncated_download_is_refused_by_its_md5_and_holds_back_the_files_after_it(
+    stack: Stack, workers: WorkerFactory, inbox: Path
+) -> None:
+    baseline = write_xml(
+        inbox / "baseline" / "pubmed25n0001.xml.gz",
+        article_set([pubmed_article(p) for p in range(901, 921)]),
+    )
+    whole = baseline.read_bytes()
+    baseline.with_name("pubmed25n0001.xml.gz.md5").write_text(
+        f"MD5(pubmed25n0001.xml.gz)= {hashlib.md5(whole).hexdigest()}\n"
+    )
+    baseline.write_bytes(whole[: len(whole) // 2])  # the download stopped half way
+    (inbox / "updatefiles").mkdir()
+    write_records(inbox / "updatefiles" / "pubmed25n1275.txt", [medline_record(930)])
+    workers.start(concurrency=2)
+
+    proc = run_cli("schedule", "run-now", "--wait", env=stack.env, timeout=INBOX_TIMEOUT)
+    assert proc.returncode == 1
+    message = proc.stderr.decode().strip()
+    assert "baseline/pubmed25n0001.xml.gz is not ingested: its MD5 is" in message
+    assert "Traceback" not in message and len(message.splitlines()) == 1, message
+    # Nothing of it, and nothing after it, went anywhere.
+    assert inbox_jobs(stack) == [] and ledger(stack) == {}
+
+    baseline.write_bytes(whole)  # fetched again, whole
+    run_now_until_done(stack)
+    assert set(titles(stack)) == {str(p) for p in range(901, 921)} | {"930"}
+    files = ledger(stack)
+    assert files["baseline/pubmed25n0001.xml.gz"].state == "completed"
+    assert files["updatefiles/pubmed25n1275.txt"].seq > files["baseline/pubmed25n0001.xml.gz"].seq
 
 
 class Beat:

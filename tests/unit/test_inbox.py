@@ -7,6 +7,7 @@ the end-to-end behaviour with real workers is in tests/integration/test_schedule
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from pathlib import Path
 
@@ -300,6 +301,76 @@ def test_hidden_and_unmatched_files_are_left_alone(inbox: Harness) -> None:
     (inbox.root / "notes.md").write_text("x")
     assert [name for name, _ in inbox_files(inbox.settings)] == ["a.txt"]
     assert pending_files(inbox.settings, inbox.redis) == [{"name": "a.txt", "status": "new"}]
+    # A published checksum is never an input, even to patterns that match everything.
+    _publish_md5(inbox.root / "a.txt")
+    everything = Settings(key_prefix="t", inbox_dir=str(inbox.root), inbox_patterns="*")
+    assert [name for name, _ in inbox_files(everything)] == ["a.txt", "notes.md"]
+
+
+def _publish_md5(path: Path, digest: str | None = None) -> None:
+    """Write ``path``.md5 as NLM does: ``MD5(name)= hex``; ``digest`` defaults to the right one."""
+    digest = digest or hashlib.md5(path.read_bytes()).hexdigest()
+    path.with_name(path.name + ".md5").write_text(f"MD5({path.name})= {digest}\n")
+
+
+def test_a_file_whose_published_md5_matches_is_ingested(inbox: Harness) -> None:
+    _publish_md5(inbox.write("pubmed25n0001.txt", 1, 2))
+    # md5sum's own format is read too, in upper case as well.
+    second = inbox.write("pubmed25n0002.txt", 3)
+    digest = hashlib.md5(second.read_bytes()).hexdigest().upper()
+    (inbox.root / "pubmed25n0002.txt.md5").write_text(f"{digest}  pubmed25n0002.txt\n")
+    assert inbox.enqueued(inbox.scan()) == ["pubmed25n0001.txt"]
+    inbox.work()
+    report = inbox.scan()
+    assert inbox.enqueued(report) == ["pubmed25n0002.txt"] and report.blocked is None
+
+
+def test_a_file_whose_md5_differs_is_not_ingested_and_blocks_the_files_after_it(
+    inbox: Harness,
+) -> None:
+    first = inbox.write("pubmed25n0001.txt", 1, 2)
+    _publish_md5(first, "0" * 32)
+    inbox.write("pubmed25n0002.txt", 3)
+
+    report = inbox.scan()
+    assert report.enqueued == [] and inbox.published == []
+    assert report.blocked == "pubmed25n0001.txt"
+    assert report.message is not None and "0" * 32 in report.message
+    assert hashlib.md5(first.read_bytes()).hexdigest() in report.message
+    assert inbox.ledger.get(str(first)) is None  # nothing recorded: the next scan checks again
+    assert inbox.scan().blocked == "pubmed25n0001.txt"
+
+    _publish_md5(first)  # fetched again, whole
+    report = inbox.scan()
+    assert inbox.enqueued(report) == ["pubmed25n0001.txt"] and report.blocked is None
+
+
+def test_a_md5_file_without_an_md5_blocks_its_file(inbox: Harness) -> None:
+    path = inbox.write("pubmed25n0001.txt", 1)
+    (inbox.root / "pubmed25n0001.txt.md5").write_text("<html>404 Not Found</html>\n")
+    report = inbox.scan()
+    assert report.enqueued == [] and report.blocked == "pubmed25n0001.txt"
+    assert report.message is not None and "holds no MD5" in report.message
+    _publish_md5(path)
+    assert inbox.enqueued(inbox.scan()) == ["pubmed25n0001.txt"]
+
+
+def test_with_md5_required_a_file_waits_for_its_md5(inbox: Harness) -> None:
+    inbox.settings = Settings(
+        key_prefix="t", inbox_dir=str(inbox.root), batch_records=2, inbox_require_md5=True
+    )
+    path = inbox.write("pubmed25n0001.txt", 1)
+    report = inbox.scan()
+    assert report.enqueued == [] and report.awaiting_md5 == "pubmed25n0001.txt"
+    assert report.blocked is None and "MEDLINE_INBOX_REQUIRE_MD5" in (report.message or "")
+    _publish_md5(path)
+    report = inbox.scan()
+    assert inbox.enqueued(report) == ["pubmed25n0001.txt"] and report.awaiting_md5 is None
+    inbox.work()
+    # Done is done: a .md5 moved away later does not send the file through again.
+    (inbox.root / "pubmed25n0001.txt.md5").unlink()
+    report = inbox.scan()
+    assert report.enqueued == [] and report.skipped == 1 and report.awaiting_md5 is None
 
 
 def test_no_inbox_is_a_configuration_error(tmp_path: Path) -> None:
