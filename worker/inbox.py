@@ -32,11 +32,11 @@ operator runs ``schedule run-now --retry-failed``. Records dead-lettered as ``ma
 ``rejected`` do not fail a file: ingesting it again would give the same result.
 
 **Published checksums.** NLM publishes ``NAME.md5`` beside each PubMed file. When such a file
-is beside an inbox file, the scan checks the file's MD5 against it before enqueuing anything:
-a mismatch (a truncated or corrupt download) blocks the file, and the files after it, until
-either changes, and nothing of it is enqueued. With ``MEDLINE_INBOX_REQUIRE_MD5`` a file
-without its ``.md5`` waits for it, so that a scan between the two downloads cannot take the
-file unchecked.
+is beside a new or changed inbox file, the scan checks the file's MD5 against it before
+enqueuing anything: a mismatch (a truncated or corrupt download) blocks the file, and the files
+after it, until either changes, and nothing of it is enqueued. With
+``MEDLINE_INBOX_REQUIRE_MD5`` a file without its ``.md5`` waits for it, so that a scan between
+the two downloads cannot take the file unchecked.
 
 **One scanner at a time.** A scan holds a Redis lock (``SET NX PX`` with a random token,
 renewed while it works, released only by its holder); a second beat process or ``run-now``
@@ -443,9 +443,11 @@ class InboxScanner:
             else:
                 reason = "new file" if entry is None else "content changed"
                 attempts = 0
+                # Content the ledger has not seen: checked against its .md5 once, here. Content
+                # it has seen was checked when it was new (or had no .md5 then).
+                if not self._checksum_allows(name, path, report):
+                    return
             assert sha is not None
-            if not self._checksum_allows(name, path, report):
-                return
             done = self._ingest(name, path, stat, sha, reason, attempts, report)
             if done.state != "completed":
                 report.waiting_on = name
