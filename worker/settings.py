@@ -194,8 +194,8 @@ class Settings(BaseSettings):
     )
     inbox_require_md5: bool = Field(
         False,
-        description="Ingest an inbox file only once NAME.md5 is beside it; a .md5 that is "
-        "there is checked in any case, and a mismatch blocks the file.",
+        description="Ingest an inbox file only once NAME.md5 is beside it; a new or changed "
+        "file is checked against a .md5 that is there in any case, and a mismatch blocks it.",
     )
     schedule_interval: float = Field(300.0, gt=0, description="Seconds between inbox scans.")
     schedule_crontab: str | None = Field(
