@@ -141,7 +141,9 @@ def enqueue(
 
     PATHS are MEDLINE text (.txt, .nbib) or PubMed XML files, plain or gzip; directories
     (searched for MEDLINE_INBOX_PATTERNS); globs ('data/*.gz', '**' recurses); or - for stdin.
-    Prints the job id; with --wait, a progress bar and a JSON summary at the end.
+    A file with a NAME.md5 beside it (as NLM publishes) is checked against it first, and a
+    mismatch enqueues nothing. Prints the job id; with --wait, a progress bar and a JSON
+    summary at the end.
     """
     from contextlib import nullcontext
 
@@ -182,6 +184,7 @@ def _enqueue(
         on_progress=progress.update,
         max_queued=settings.max_queued_batches,
         on_wait=_say_waiting,
+        check_md5=True,
     )
     progress.close()
     for error in result.errors:

@@ -54,13 +54,10 @@ Keys, under ``settings.key_prefix``:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +69,7 @@ import redis
 
 from schemas.job import JobSummary
 from schemas.ledger import LedgerEntry
+from worker.checksums import MD5_SUFFIX, ChecksumMismatch, check_published_md5, file_digest
 from worker.errors import ConfigurationError, MedlineIngestError
 from worker.jobs import JobStore, new_job_id
 from worker.producer import Publisher, enqueue, resolve_inputs
@@ -85,13 +83,6 @@ INBOX_JOB_PREFIX = "inbox-"
 LOCK_TTL_MS = 60_000
 #: Jobs started for the same content of a failed file before the file blocks the inbox.
 MAX_ATTEMPTS = 3
-#: Bytes read at a time while computing a checksum.
-HASH_CHUNK = 1 << 20
-#: Suffix of the file beside an inbox file that publishes its MD5, as NLM's
-#: ``pubmed25n0001.xml.gz.md5``.
-MD5_SUFFIX = ".md5"
-#: An MD5 in hex, in NLM's ``MD5(name)= hex`` as in md5sum's ``hex  name``.
-_MD5_HEX = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])")
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -223,8 +214,8 @@ def inbox_files(settings: Settings) -> list[tuple[str, str]]:
 
     The inbox is searched recursively, as ``enqueue DIR`` searches a directory; hidden files
     (``.name``) are left out, so a file can be written under a hidden name and renamed into
-    place when complete, and so are published checksums (``NAME.md5``) whatever the patterns
-    say. ``name`` is the path relative to the inbox.
+    place when complete; published checksums (``NAME.md5``) are never inputs
+    (:func:`~worker.producer.resolve_inputs`). ``name`` is the path relative to the inbox.
     """
     root = inbox_dir(settings)
     patterns = [p.strip() for p in settings.inbox_patterns.split(",") if p.strip()]
@@ -234,67 +225,7 @@ def inbox_files(settings: Settings) -> list[tuple[str, str]]:
         return []
     files = [(os.path.relpath(p, root), p) for p in paths]
     files = [(name, p) for name, p in files if not any(s.startswith(".") for s in Path(name).parts)]
-    return sorted((name, p) for name, p in files if not name.endswith(MD5_SUFFIX))
-
-
-def file_digest(
-    path: str, algorithm: str = "sha256", on_chunk: Callable[[], None] | None = None
-) -> str:
-    """The file's digest (a :mod:`hashlib` algorithm) in hex, read in chunks (constant memory)."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as stream:
-        while chunk := stream.read(HASH_CHUNK):
-            digest.update(chunk)
-            if on_chunk is not None:
-                on_chunk()
-    return digest.hexdigest()
-
-
-class ChecksumMismatch(MedlineIngestError):
-    """An inbox file's bytes do not match the MD5 published beside it, or that MD5 cannot be
-    read: the file is not ingested."""
-
-
-def published_md5(path: str) -> str | None:
-    """The MD5 that ``path`` + :data:`MD5_SUFFIX` publishes for ``path`` (lower-case hex), or
-    None when there is no such file.
-
-    :raises ChecksumMismatch: the ``.md5`` file holds no MD5 (or cannot be read).
-    """
-    md5_path = path + MD5_SUFFIX
-    try:
-        with open(md5_path, encoding="ascii", errors="replace") as stream:
-            text = stream.read(4096)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ChecksumMismatch(f"{md5_path} cannot be read: {exc}") from exc
-    found = _MD5_HEX.search(text)
-    if found is None:
-        raise ChecksumMismatch(f"{md5_path} holds no MD5 (32 hex digits)")
-    return found.group(0).lower()
-
-
-def check_published_md5(
-    path: str, required: bool, on_chunk: Callable[[], None] | None = None
-) -> bool:
-    """Whether ``path`` may be ingested as far as its published MD5 goes: True when its
-    ``.md5`` matches, or is absent and not ``required``; False when it is absent and
-    ``required`` (the scan waits for it).
-
-    :raises ChecksumMismatch: the file's MD5 differs from the published one, or the ``.md5``
-        holds none.
-    """
-    expected = published_md5(path)
-    if expected is None:
-        return not required
-    actual = file_digest(path, "md5", on_chunk)
-    if actual != expected:
-        raise ChecksumMismatch(
-            f"its MD5 is {actual}, but {os.path.basename(path)}{MD5_SUFFIX} says {expected} "
-            "(an incomplete or corrupt download?)"
-        )
-    return True
+    return sorted(files)
 
 
 def inbox_job_completed(jobs: JobStore, job_id: str) -> bool:

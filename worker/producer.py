@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from schemas.messages import BatchCompression, BatchMessage, PackedBatch, RecordFormat
+from worker.checksums import MD5_SUFFIX, ChecksumMismatch, check_published_md5
 from worker.errors import ConfigurationError
 from worker.jobs import JobStore, new_job_id
 from worker.medline_text import iter_record_bytes, open_source
@@ -76,7 +77,8 @@ def resolve_inputs(paths: Iterable[str], dir_patterns: list[str]) -> list[str]:
     """Expand the producer's arguments into input paths, in order.
 
     Files are taken as given; directories are walked recursively for files matching
-    ``dir_patterns``, in name order; globs are expanded (``**`` recurses); ``-`` is stdin.
+    ``dir_patterns``, in name order; globs are expanded (``**`` recurses); ``-`` is stdin. A
+    published checksum (``NAME.md5``) that a directory or glob holds is not an input.
 
     :raises ConfigurationError: a path does not exist, a glob matches nothing, or a directory
         holds no matching file. Raised before anything is enqueued.
@@ -93,6 +95,7 @@ def resolve_inputs(paths: Iterable[str], dir_patterns: list[str]) -> list[str]:
                 for p in Path(arg).rglob("*")
                 if p.is_file()
                 and not p.name.startswith(".")
+                and not p.name.endswith(MD5_SUFFIX)
                 and any(fnmatch(p.name, pattern) for pattern in dir_patterns)
             )
             if not found:
@@ -101,7 +104,11 @@ def resolve_inputs(paths: Iterable[str], dir_patterns: list[str]) -> list[str]:
                 )
             inputs.extend(found)
         elif _looks_like_glob(arg):
-            found = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
+            found = sorted(
+                p
+                for p in glob.glob(arg, recursive=True)
+                if os.path.isfile(p) and not p.endswith(MD5_SUFFIX)
+            )
             if not found:
                 raise ConfigurationError(f"{arg}: no file matches this pattern")
             inputs.extend(found)
@@ -236,8 +243,12 @@ def enqueue(
     max_queued: int = 0,
     on_wait: WaitCallback | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    check_md5: bool = False,
 ) -> EnqueueResult:
     """Enqueue every record of ``paths`` as one job.
+
+    :param check_md5: before anything is enqueued, check each file that has a ``NAME.md5``
+        beside it (as NLM publishes) against it (:mod:`worker.checksums`).
 
     :param max_queued: before storing each batch, wait while this many batches (of any job)
         are in Redis and not yet committed, so that Redis holds a bounded backlog however large
@@ -246,10 +257,20 @@ def enqueue(
     :returns: per-source counts; ``result.errors`` lists inputs that held no MEDLINE record
         (nothing of those was enqueued).
     :raises ConfigurationError: an argument names nothing (before anything is enqueued).
+    :raises ChecksumMismatch: with ``check_md5``, a file does not match its ``.md5`` (before
+        anything is enqueued).
     :raises OSError: an input became unreadable while streaming; the job is marked failed and
         what was already enqueued still runs.
     """
     inputs = resolve_inputs(paths, [p.strip() for p in settings.inbox_patterns.split(",")])
+    if check_md5:
+        for source in inputs:
+            if source == STDIN:
+                continue
+            try:
+                check_published_md5(source, required=False)
+            except ChecksumMismatch as exc:
+                raise ChecksumMismatch(f"{source} is not enqueued: {exc}") from None
     result = EnqueueResult(job_id=job_id or new_job_id())
     jobs.start_job(result.job_id, inputs)
     max_records = max_records or settings.batch_records

@@ -299,6 +299,18 @@ def test_bad_paths_are_one_line_errors_and_enqueue_nothing(stack: Stack, tmp_pat
     assert "holds no MEDLINE" in proc.stderr.decode()
     assert stack.queue_depth() == 0
 
+    # A file whose published MD5 does not match (a download cut short) is refused whole.
+    cut = tmp_path / "pubmed25n0001.txt"
+    cut.write_bytes((DATA / "sample.medline").read_bytes())
+    (tmp_path / "pubmed25n0001.txt.md5").write_text(f"MD5(pubmed25n0001.txt)= {'0' * 32}\n")
+    refused = run_cli("enqueue", str(cut), env=stack.env)
+    assert refused.returncode == 1
+    message = refused.stderr.decode().strip()
+    assert "pubmed25n0001.txt is not enqueued: its MD5 is" in message and "0" * 32 in message
+    assert message.count("\n") == 0 and "Traceback" not in message
+    assert stack.queue_depth() == 0
+    assert all(str(cut) not in job.sources for job in stack.jobs.recent())
+
 
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")

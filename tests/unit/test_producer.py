@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from schemas.messages import PackedBatch
 from tests.records import medline_record, write_records
+from worker.checksums import ChecksumMismatch
 from worker.errors import ConfigurationError
 from worker.jobs import BatchOutcome, JobStore
 from worker.producer import enqueue, iter_batches, resolve_inputs
@@ -46,6 +48,13 @@ def test_resolve_files_dirs_globs_and_stdin(tmp_path: Path) -> None:
         str(tmp_path / "b.txt"),
         "-",
     ]
+
+
+def test_a_published_checksum_is_never_an_input(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    (tmp_path / "a.txt.md5").write_text("MD5(a.txt)= 9dd4e461268c8034f5c8564e155c67a6\n")
+    assert resolve_inputs([str(tmp_path)], ["*"]) == [str(tmp_path / "a.txt")]
+    assert resolve_inputs([str(tmp_path / "*")], PATTERNS) == [str(tmp_path / "a.txt")]
 
 
 @pytest.mark.parametrize(
@@ -144,6 +153,40 @@ def test_stdin_is_streamed(settings: Settings, jobs: JobStore) -> None:
     result = enqueue(["-"], settings=settings, jobs=jobs, publish=sent.append, stdin=stdin)
     assert result.records == 4
     assert {b.source for b in sent} == {"-"}
+
+
+def test_enqueue_checks_each_file_against_its_md5_before_enqueuing_anything(
+    tmp_path: Path, settings: Settings, jobs: JobStore
+) -> None:
+    good = write_records(tmp_path / "a.txt", [medline_record(1)])
+    (tmp_path / "a.txt.md5").write_text(f"MD5(a.txt)= {hashlib.md5(good.read_bytes()).hexdigest()}")
+    cut = write_records(tmp_path / "b.txt", [medline_record(2), medline_record(3)])
+    (tmp_path / "b.txt.md5").write_text(f"MD5(b.txt)= {hashlib.md5(cut.read_bytes()).hexdigest()}")
+    cut.write_bytes(cut.read_bytes()[:-40])
+    plain = write_records(tmp_path / "c.txt", [medline_record(4)])  # no .md5: not checked
+    sent: list = []
+    with pytest.raises(ChecksumMismatch, match=r"b\.txt is not enqueued: its MD5 is"):
+        enqueue(
+            [str(good), str(cut), str(plain)],
+            settings=settings,
+            jobs=jobs,
+            publish=sent.append,
+            check_md5=True,
+        )
+    assert sent == [] and jobs.recent() == []
+    # Unasked (the inbox checks before it enqueues), nothing is checked.
+    result = enqueue([str(cut)], settings=settings, jobs=jobs, publish=sent.append)
+    assert result.records == 2 and len(sent) == 1
+    assert (
+        enqueue(
+            [str(good), str(plain)],
+            settings=settings,
+            jobs=jobs,
+            publish=sent.append,
+            check_md5=True,
+        ).records
+        == 2
+    )
 
 
 def test_enqueue_waits_while_the_queue_is_full_and_goes_on_as_batches_are_done(
