@@ -132,6 +132,22 @@ def render_status(status: Status) -> Any:
                 table.add_row(*_job_row(job))
             parts.append(table)
 
+    inbox = status.inbox
+    if inbox is not None:
+        scanned = (
+            inbox.last_scan_at.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+            if inbox.last_scan_at
+            else "unfinished"
+        )
+        if inbox.blocked:
+            parts.append(Text.from_markup(f"[bold red]Inbox BLOCKED[/] (scan {scanned}): "))
+            parts[-1].append(inbox.message or inbox.blocked)
+        else:
+            line = Text(f"Inbox: last scan {scanned}")
+            if inbox.message or inbox.waiting_on:
+                line.append(f": {inbox.message or f'waiting on {inbox.waiting_on}'}")
+            parts.append(line)
+
     workers = status.workers
     if workers.reachable and workers.alive:
         table = Table(title=f"Workers alive: {len(workers.alive)}", title_justify="left")
@@ -184,7 +200,7 @@ def _status_json(status: Status, compact: bool) -> str:
 def status(as_json: bool, watch: bool, interval: float) -> None:
     """Show the pipeline at a glance: queue depths, batches in flight, dead letters,
     throughput over 1/5/15 min, running and recent jobs with ETA, workers alive,
-    Elasticsearch health and document count.
+    Elasticsearch health and document count, and the last inbox scan (a blocked inbox in red).
 
     Exits 0 when Redis and Elasticsearch answered, 3 when either could not be reached (the
     rest is still shown).

@@ -4,9 +4,9 @@
 Each scrape gathers one fresh snapshot (:func:`worker.status.gather_status`, the same as
 ``medline-ingest status``) and turns it into gauges: queue depths, batches in flight, dead-letter
 depths, the pause flag, throughput over 1/5/15 minutes, running jobs' progress and ETA, workers
-alive, Elasticsearch health and the index's document count. Nothing is cached between scrapes
-and no background thread polls. One exporter per deployment is enough; more would only report
-the same figures twice.
+alive, Elasticsearch health, the index's document count, and whether the inbox is blocked.
+Nothing is cached between scrapes and no background thread polls. One exporter per deployment
+is enough; more would only report the same figures twice.
 
 A service that cannot be reached is reported by ``medline_redis_up`` or
 ``medline_elasticsearch_up`` = 0, and the gauges that depend on it are left out of the scrape
@@ -28,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from schemas.dead_letter import DEAD_LETTER_QUEUES
-from schemas.status import Status
+from schemas.status import InboxStatus, Status
 from worker.settings import Settings
 from worker.status import cluster_health_value
 
@@ -96,6 +96,8 @@ def status_metrics(status: Status) -> Iterator[Metric]:
         yield rate
     if broker.reachable:
         yield from _job_metrics(status)
+    if status.inbox is not None:
+        yield from _inbox_metrics(status.inbox)
     workers = status.workers
     if workers.reachable:
         yield _gauge(
@@ -124,6 +126,26 @@ def status_metrics(status: Status) -> Iterator[Metric]:
                 "Documents in the index behind the alias (as of its last refresh).",
                 es.index_documents,
             )
+
+
+def _inbox_metrics(inbox: InboxStatus) -> Iterator[Metric]:
+    yield _gauge(
+        "medline_inbox_blocked",
+        "1 while a file blocks the inbox (it failed three times, or does not match its .md5): "
+        "later files wait until someone fixes it.",
+        int(inbox.blocked is not None),
+    )
+    yield _gauge(
+        "medline_inbox_awaiting_md5",
+        "1 while the inbox waits for a file's .md5 (MEDLINE_INBOX_REQUIRE_MD5).",
+        int(inbox.awaiting_md5 is not None),
+    )
+    if inbox.last_scan_at is not None:
+        yield _gauge(
+            "medline_inbox_last_scan_timestamp_seconds",
+            "When the last inbox scan finished (Unix time).",
+            inbox.last_scan_at.timestamp(),
+        )
 
 
 def _job_metrics(status: Status) -> Iterator[Metric]:

@@ -32,6 +32,7 @@ from schemas.status import (
     THROUGHPUT_WINDOWS,
     BrokerStatus,
     ElasticsearchStatus,
+    InboxStatus,
     JobProgress,
     Status,
     Throughput,
@@ -376,6 +377,26 @@ def cluster_health_value(health: str | None) -> int | None:
 # --- all of it -----------------------------------------------------------------------------------
 
 
+def inbox_status(client: redis.Redis, settings: Settings) -> InboxStatus | None:
+    """What the last inbox scan reported, or None if no scan ran yet.
+
+    :raises redis.RedisError: Redis did not answer.
+    """
+    from worker.inbox import Ledger  # the scanner's modules, only when a status is asked for
+
+    report = Ledger(client, settings).last_report()
+    if report is None:
+        return None
+    finished = report.get("finished_at")
+    return InboxStatus(
+        last_scan_at=datetime.fromisoformat(finished) if finished else None,
+        waiting_on=report.get("waiting_on"),
+        blocked=report.get("blocked"),
+        awaiting_md5=report.get("awaiting_md5"),
+        message=report.get("message"),
+    )
+
+
 def gather_status(
     settings: Settings,
     *,
@@ -384,7 +405,7 @@ def gather_status(
     workers: Callable[[], WorkersStatus],
     now: float | None = None,
 ) -> Status:
-    """One snapshot: broker, throughput, jobs, workers, Elasticsearch.
+    """One snapshot: broker, throughput, jobs, workers, Elasticsearch, the last inbox scan.
 
     :param workers: asks the workers (:func:`inspect_workers` with the Celery app); called only
         when Redis answered, since the broadcast goes through it.
@@ -395,10 +416,12 @@ def gather_status(
     throughput = None
     running: list[JobProgress] = []
     recent: list[JobProgress] = []
+    inbox = None
     if broker.reachable:
         try:
             throughput = read_throughput(redis_client, settings, now)
             running, recent = jobs_status(redis_client, settings, moment)
+            inbox = inbox_status(redis_client, settings)
         except redis.RedisError as exc:
             broker.reachable = False
             broker.error = redis_error(settings, exc)
@@ -414,4 +437,5 @@ def gather_status(
         recent_jobs=recent,
         workers=worker_status,
         elasticsearch=es_status(es_client, settings),
+        inbox=inbox,
     )

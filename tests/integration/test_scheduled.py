@@ -177,6 +177,11 @@ def test_a_truncated_download_is_refused_by_its_md5_and_holds_back_the_files_aft
     assert "Traceback" not in message and len(message.splitlines()) == 1, message
     # Nothing of it, and nothing after it, went anywhere.
     assert inbox_jobs(stack) == [] and ledger(stack) == {}
+    # Operators see it: `status` (and the exporter, from the same snapshot) says the inbox is
+    # blocked and why.
+    shown = json.loads(run_cli("status", "--json", env=stack.env, check=True).stdout)["inbox"]
+    assert shown["blocked"] == "baseline/pubmed25n0001.xml.gz"
+    assert "its MD5 is" in shown["message"]
 
     baseline.write_bytes(whole)  # fetched again, whole
     run_now_until_done(stack)

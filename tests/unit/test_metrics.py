@@ -30,6 +30,7 @@ from schemas.messages import BatchMessage, PackedBatch, RawRecord
 from schemas.status import (
     BrokerStatus,
     ElasticsearchStatus,
+    InboxStatus,
     JobProgress,
     Status,
     Throughput,
@@ -397,6 +398,20 @@ def scrape(status: Status) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def test_the_exporter_says_when_the_inbox_is_blocked() -> None:
+    assert not any(name.startswith("medline_inbox") for name, _ in scrape(snapshot()))
+    last = datetime(2026, 12, 7, 10, tzinfo=UTC)
+    for inbox, blocked, awaiting in (
+        (InboxStatus(last_scan_at=last, waiting_on="a.xml.gz"), 0, 0),
+        (InboxStatus(last_scan_at=last, blocked="b.xml.gz", message="its MD5 is ..."), 1, 0),
+        (InboxStatus(last_scan_at=last, awaiting_md5="c.xml.gz"), 0, 1),
+    ):
+        found = scrape(snapshot().model_copy(update={"inbox": inbox}))
+        assert found[("medline_inbox_blocked", ())] == blocked
+        assert found[("medline_inbox_awaiting_md5", ())] == awaiting
+        assert found[("medline_inbox_last_scan_timestamp_seconds", ())] == last.timestamp()
 
 
 def test_the_exporter_reports_the_snapshot() -> None:

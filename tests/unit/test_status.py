@@ -18,6 +18,7 @@ from schemas.status import WorkersStatus
 from tests.helpers import api_error, dead_letter, run_cli
 from worker.cli_ops import render_status
 from worker.dead_letters import DeadLetterStore
+from worker.inbox import Ledger, ScanReport
 from worker.jobs import BatchOutcome, JobStore
 from worker.settings import Settings
 from worker.status import (
@@ -313,6 +314,38 @@ def test_gather_reads_every_part(client: fakeredis.FakeRedis, settings: Settings
     assert status.throughput is not None and status.throughput.indexed_per_second["1m"] > 0
     assert status.elasticsearch.index_documents == 42
     assert status.generated_at == datetime.fromtimestamp(NOW, UTC)
+
+
+def test_the_last_inbox_scan_is_reported_and_a_blocked_inbox_stands_out(
+    client: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    def status() -> Any:
+        return gather_status(
+            settings,
+            redis_client=client,
+            es_client=FakeES(),  # type: ignore[arg-type]
+            workers=lambda: WorkersStatus(reachable=True),
+            now=NOW,
+        )
+
+    def rendered() -> str:
+        out = io.StringIO()
+        Console(file=out, width=300).print(render_status(status()))
+        return out.getvalue()
+
+    assert status().inbox is None and "Inbox" not in rendered()  # no scan ever ran
+    ledger = Ledger(client, settings)
+    ledger.save_report(ScanReport(waiting_on="a.xml.gz", finished_at="2026-12-07T10:00:00+00:00"))
+    inbox = status().inbox
+    assert inbox is not None and inbox.blocked is None and inbox.waiting_on == "a.xml.gz"
+    assert inbox.last_scan_at == datetime(2026, 12, 7, 10, tzinfo=UTC)
+    assert "waiting on a.xml.gz" in rendered() and "BLOCKED" not in rendered()
+
+    why = "b.xml.gz is not ingested: its MD5 is 1, but b.xml.gz.md5 says 2"
+    ledger.save_report(ScanReport(blocked="b.xml.gz", message=why, finished_at=None))
+    inbox = status().inbox
+    assert inbox is not None and (inbox.blocked, inbox.message) == ("b.xml.gz", why)
+    assert f"Inbox BLOCKED (scan unfinished): {why}" in rendered()
 
 
 def test_redis_down_still_reports_elasticsearch_and_does_not_ask_the_workers() -> None:
