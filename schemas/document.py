@@ -62,11 +62,21 @@ class Author(TypedDict, total=False):
 
 @with_config(PART_CONFIG)
 class MeshHeading(TypedDict, total=False):
-    """An MH line: ``Descriptor/Qualifier/*Qualifier``."""
+    """An MH line: ``Descriptor/Qualifier/*Qualifier``.
+
+    NLM puts the star on the descriptor, or on the qualifier that makes the heading a main
+    topic of the article; ``major`` says either, and the other two say where.
+    """
 
     descriptor: Required[NonBlank]
     qualifiers: list[str]
     major: Required[Annotated[bool, Field(description="The descriptor or a qualifier is starred.")]]
+    descriptor_major: Annotated[
+        bool, Field(description="The descriptor itself is starred; present only then.")
+    ]
+    major_qualifiers: Annotated[
+        list[str], Field(description="The starred qualifiers, in order; present only if any.")
+    ]
 
 
 @with_config(PART_CONFIG)

@@ -74,6 +74,8 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
             "descriptor": _KEYWORD,
             "qualifiers": _KEYWORD,
             "major": {"type": "boolean"},
+            "descriptor_major": {"type": "boolean"},
+            "major_qualifiers": _KEYWORD,
         },
     },
     # Derived from the headings (see the document): plain terms in both mappings.

@@ -155,13 +155,23 @@ def _issn(value: str) -> dict[str, str]:
 
 
 def _mesh(value: str) -> dict[str, Any]:
-    major = "*" in value
-    if major:
-        value = value.replace("*", "")
-    if "/" not in value:
-        return {"descriptor": value, "major": major}
+    if "*" not in value:
+        if "/" not in value:
+            return {"descriptor": value, "major": False}
+        descriptor, *qualifiers = value.split("/")
+        return {"descriptor": descriptor, "qualifiers": qualifiers, "major": False}
+    # NLM stars the descriptor, or the qualifier that makes the heading a main topic.
     descriptor, *qualifiers = value.split("/")
-    return {"descriptor": descriptor, "qualifiers": qualifiers, "major": major}
+    heading: dict[str, Any] = {"descriptor": descriptor.replace("*", "")}
+    if qualifiers:
+        heading["qualifiers"] = [qualifier.replace("*", "") for qualifier in qualifiers]
+    heading["major"] = True
+    if "*" in descriptor:
+        heading["descriptor_major"] = True
+    starred = [qualifier.replace("*", "") for qualifier in qualifiers if "*" in qualifier]
+    if starred:
+        heading["major_qualifiers"] = starred
+    return heading
 
 
 def _mesh_terms(mesh: list[dict[str, Any]], body: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
@@ -98,15 +99,37 @@ def bring_up_to_date(client: Elasticsearch, index: str, wanted: IndexMapping) ->
             wanted,
             index,
         )
-    has = mappings.get("properties", {})
-    missing = {
-        name: spec
-        for name, spec in document_properties(made_with or wanted).items()
-        if name not in has
-    }
+    wanted_properties = document_properties(made_with or wanted)
+    missing = missing_properties(wanted_properties, mappings.get("properties", {}))
     if missing:
         client.indices.put_mapping(index=index, properties=missing)
-        log.info("index %s: added the fields %s", index, ", ".join(sorted(missing)))
+        log.info("index %s: added the fields %s", index, ", ".join(_field_paths(missing)))
+
+
+def missing_properties(wanted: dict[str, Any], has: dict[str, Any]) -> dict[str, Any]:
+    """The part of the mapping ``wanted`` that ``has`` lacks, as ``put_mapping`` takes it.
+
+    A field inside an object (``mesh.major_qualifiers``) counts as much as a field at the top:
+    the object's mapping comes with it, so that a nested object stays nested.
+    """
+    missing: dict[str, Any] = {}
+    for name, spec in wanted.items():
+        if name not in has:
+            missing[name] = spec
+        elif "properties" in spec:
+            inner = missing_properties(spec["properties"], has[name].get("properties", {}))
+            if inner:
+                missing[name] = {**spec, "properties": inner}
+    return missing
+
+
+def _field_paths(properties: dict[str, Any], prefix: str = "") -> list[str]:
+    """``mesh.major_qualifiers`` and the like: the leaves of a mapping, for a log line."""
+    paths = []
+    for name, spec in sorted(properties.items()):
+        inner = spec.get("properties")
+        paths += _field_paths(inner, f"{prefix}{name}.") if inner else [prefix + name]
+    return paths
 
 
 def delete_index(client: Elasticsearch, alias: str) -> None:

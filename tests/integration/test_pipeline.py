@@ -20,7 +20,7 @@ from tests.helpers import DATA, REPO, run_cli, sample_documents, wait_for
 from tests.integration.conftest import Stack, WorkerFactory
 from tests.records import MALFORMED, medline_record, write_records
 from worker.bulk_indexer import BulkAction, BulkLimits, bulk_write
-from worker.index_admin import ensure_index
+from worker.index_admin import ensure_index, versioned_index_name
 
 #: Seconds a whole job may take in these tests before they fail.
 JOB_TIMEOUT = 300
@@ -91,6 +91,17 @@ def _search_pmids(stack: Stack, query: dict) -> set[str]:
     return {hit["_id"] for hit in response["hits"]["hits"]}
 
 
+def _sample_pmids_with(line: str) -> set[str]:
+    """The PMIDs of the records of ``tests/data/sample.medline`` with a line that matches the
+    regular expression ``line``: read from the text itself, not through the parser."""
+    pmids = set()
+    for record in re.split(r"\n\s*\n", (DATA / "sample.medline").read_text()):
+        pmid = re.search(r"^PMID- *(\d+)", record, re.MULTILINE)
+        if pmid and re.search(line, record, re.MULTILINE):
+            pmids.add(pmid.group(1))
+    return pmids
+
+
 @pytest.mark.parametrize("mapping", ["nested", "flat"])
 def test_pubmed_major_topic_and_subheading_searches_are_exact_in_either_mapping(
     stack: Stack, workers: WorkerFactory, mapping: str
@@ -126,6 +137,16 @@ def test_pubmed_major_topic_and_subheading_searches_are_exact_in_either_mapping(
         heading = {"term": {"mesh.descriptor": topic}}, {"term": {"mesh.major": True}}
         in_one_heading = {"nested": {"path": "mesh", "query": {"bool": {"filter": list(heading)}}}}
         assert _search_pmids(stack, in_one_heading) == major
+        # Where the star is: on the pair itself, in some of the citations that have the pair.
+        with_pair = _sample_pmids_with(rf"^MH  - \*?{topic}/(.*/)?\*?diagnostic imaging(/|$)")
+        starred = _sample_pmids_with(rf"^MH  - \*?{topic}/(.*/)?\*diagnostic imaging(/|$)")
+        assert starred and with_pair - starred
+        pair = (
+            {"term": {"mesh.descriptor": topic}},
+            {"term": {"mesh.major_qualifiers": "diagnostic imaging"}},
+        )
+        in_one_heading = {"nested": {"path": "mesh", "query": {"bool": {"filter": list(pair)}}}}
+        assert _search_pmids(stack, in_one_heading) == starred
     pair = {"term": {"mesh_qualified_terms": f"{topic}/{qualifier}"}}
     assert _search_pmids(stack, pair) == treated
 
@@ -153,27 +174,43 @@ def test_search_keeps_the_citations_of_a_major_topic(stack: Stack, workers: Work
     )
 
 
+#: Fields of a heading added after indices were made without them: where its star was.
+STAR_FIELDS = ("descriptor_major", "major_qualifiers")
+
+
+@pytest.mark.parametrize("mapping", ["nested", "flat"])
 def test_an_index_made_before_a_field_was_added_gets_it_and_takes_the_new_documents(
-    stack: Stack, workers: WorkerFactory
+    stack: Stack, workers: WorkerFactory, mapping: str
 ) -> None:
-    # As an upgrade finds it: the index of the former default, nested, without the MeSH terms.
+    # As an upgrade finds it: an index without the MeSH terms, and whose headings lack the
+    # fields that say where the star was.
     alias = stack.settings.index
-    older = build_index_template(alias, mapping="nested")["template"]["mappings"]
+    older = build_index_template(alias, mapping=mapping)["template"]["mappings"]
     for name in DERIVED_MESH_FIELDS:
         del older["properties"][name]
-    index = f"{alias}-v{TEMPLATE_VERSION}"
+    for name in STAR_FIELDS:
+        del older["properties"]["mesh"]["properties"][name]
+    index = versioned_index_name(alias, mapping=mapping)
     stack.es.indices.create(index=index, mappings=older, aliases={alias: {"is_write_index": True}})
-    workers.start()
+    env = {"MEDLINE_INDEX_MAPPING": mapping}
+    workers.start(**env)
     sample = DATA / "sample.medline"
 
-    summary = enqueue_and_wait(stack, str(sample))
+    summary = enqueue_and_wait(stack, str(sample), env=env)
 
     # A strict index without the fields would have refused every citation with headings.
     assert summary["dead_lettered"] == 0 and summary["indexed"] == summary["records"]
     properties = stack.es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
     assert properties["mesh_major_topics"] == {"type": "keyword", "ignore_above": 1024}
+    wanted_mesh = build_index_template(alias, mapping=mapping)["template"]["mappings"]
+    assert properties["mesh"] == wanted_mesh["properties"]["mesh"]
     stack.refresh()
     assert _search_pmids(stack, {"term": {"mesh_major_topics": "Multiple Sclerosis"}})
+    starred = {d.pmid for d in sample_documents() for m in d.mesh if m.get("major_qualifiers")}
+    query = {"exists": {"field": "mesh.major_qualifiers"}}
+    if mapping == "nested":
+        query = {"nested": {"path": "mesh", "query": query}}
+    assert starred and _search_pmids(stack, query) == starred
 
 
 def test_a_process_set_to_another_mapping_writes_to_the_existing_index_and_warns(

@@ -68,6 +68,7 @@ def test_the_same_citations_as_text_and_as_xml_index_the_same_documents(
         "descriptor": "Multiple Sclerosis",
         "qualifiers": ["pathology", "therapy"],
         "major": True,
+        "major_qualifiers": ["therapy"],
     }
 
 

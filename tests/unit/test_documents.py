@@ -129,6 +129,14 @@ def test_every_field_is_mapped() -> None:
         ("Multiple Sclerosis", ["complications", "rehabilitation"], True),
         ("Fatigue", ["etiology", "therapy"], False),
     ]
+    # Where the star was: on a qualifier (the heading/qualifier pair is the main topic) or on
+    # the descriptor; the keys are there only when it was.
+    assert [(m.get("descriptor_major"), m.get("major_qualifiers")) for m in doc.mesh] == [
+        (None, None),
+        (None, ["methods"]),
+        (True, None),
+        (None, None),
+    ]
     # PubMed's [majr] and "term/subheading" searches as plain terms, for the flat mapping.
     assert set(DERIVED_MESH_FIELDS) == {"mesh_major_topics", "mesh_qualified_terms"}
     assert set(DERIVED_MESH_FIELDS) <= set(Document.model_fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 import types
@@ -24,6 +25,7 @@ from schemas.index_template import (
 from tests.helpers import sample_documents
 from tests.unit.test_documents import RICH
 from worker.documents import record_to_document
+from worker.index_admin import missing_properties
 
 #: Each test runs with the compiled parser and with the Python one.
 pytestmark = pytest.mark.usefixtures("parser_mode")
@@ -168,6 +170,24 @@ def test_each_call_gives_an_independent_template() -> None:
     assert build_index_template("a")["template"]["mappings"]["properties"]["title"]["type"] == (
         "text"
     )
+
+
+@pytest.mark.parametrize("mapping", ["nested", "flat"])
+def test_an_older_index_is_given_the_fields_it_lacks_at_any_depth(mapping: str) -> None:
+    wanted = document_properties(mapping)
+    older = copy.deepcopy(wanted)
+    del older["book_revised"]
+    del older["mesh"]["properties"]["major_qualifiers"]
+
+    missing = missing_properties(wanted, older)
+
+    mesh = {
+        **wanted["mesh"],
+        "properties": {"major_qualifiers": wanted["mesh"]["properties"]["major_qualifiers"]},
+    }
+    assert missing == {"book_revised": wanted["book_revised"], "mesh": mesh}
+    assert ("type" in missing["mesh"]) == (mapping == "nested")  # nested stays nested
+    assert missing_properties(wanted, wanted) == {}
 
 
 #: What strict_date_optional_time accepts, in the two shapes the model writes.

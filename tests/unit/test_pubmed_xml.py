@@ -109,6 +109,12 @@ def test_rich_citation_fields_land_where_the_text_format_puts_them() -> None:
     majors = {m["descriptor"]: m["major"] for m in doc.mesh}
     assert majors["Lacticaseibacillus rhamnosus"] and majors["CD4-Positive T-Lymphocytes"]
     assert not majors["Humans"]
+    where = {
+        m["descriptor"]: (m.get("descriptor_major"), m.get("major_qualifiers")) for m in doc.mesh
+    }
+    assert where["Lacticaseibacillus rhamnosus"] == (True, None)
+    assert where["CD4-Positive T-Lymphocytes"] == (None, ["immunology"])
+    assert where["Humans"] == (None, None)
     assert doc.keywords == ["probiotics", "T cells", "atopic dermatitis"]
     assert [s["name"] for s in doc.substances] == [
         "Cytokines",

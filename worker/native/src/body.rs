@@ -204,6 +204,7 @@ fn write_typed_value(out: &mut Vec<u8>, value: &str, bracket: bool) {
 
 /// An MH line read: the line without its stars, and whether it had one.
 struct Heading<'v> {
+    line: &'v str,
     unstarred: Cow<'v, str>,
     major: bool,
 }
@@ -212,7 +213,22 @@ impl<'v> Heading<'v> {
     fn read(value: &'v str) -> Heading<'v> {
         let major = value.contains('*');
         let unstarred = if major { Cow::Owned(value.replace('*', "")) } else { Cow::Borrowed(value) };
-        Heading { unstarred, major }
+        Heading { line: value, unstarred, major }
+    }
+
+    /// Whether the star is on the descriptor itself (NLM stars the descriptor, or the qualifier
+    /// that makes the heading a main topic).
+    fn descriptor_major(&self) -> bool {
+        self.major && self.line.split('/').next().map_or(false, |first| first.contains('*'))
+    }
+
+    /// The starred qualifiers, without their stars.
+    fn major_qualifiers(&self) -> Vec<String> {
+        if !self.major {
+            return Vec::new();
+        }
+        let starred = self.line.split('/').skip(1).filter(|qualifier| qualifier.contains('*'));
+        starred.map(|qualifier| qualifier.replace('*', "")).collect()
     }
 
     fn descriptor(&self) -> &str {
@@ -234,6 +250,13 @@ fn write_mesh<'f>(body: &mut Object<'_>, values: impl Iterator<Item = &'f str>) 
             object.texts("qualifiers", heading.qualifiers());
         }
         object.key("major").extend_from_slice(if heading.major { b"true" } else { b"false" });
+        if heading.descriptor_major() {
+            object.key("descriptor_major").extend_from_slice(b"true");
+        }
+        let major_qualifiers = heading.major_qualifiers();
+        if !major_qualifiers.is_empty() {
+            object.texts("major_qualifiers", major_qualifiers.iter().map(String::as_str));
+        }
         object.close();
     });
     if headings.iter().any(|heading| heading.major) {
