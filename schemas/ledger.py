@@ -1,8 +1,9 @@
-"""The inbox ledger: one entry per file that the scheduled scan has seen, kept in Redis."""
+"""The inbox ledger, kept in Redis: one entry per file that the scheduled scan has seen, and
+the report of the last scan."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -41,3 +42,40 @@ class LedgerEntry(BaseModel):
     enqueued_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = Field(None, description="Why the last job failed, or what was odd.")
+
+
+class EnqueuedFile(BaseModel):
+    """A file one scan enqueued, as its job."""
+
+    name: str = Field(description="Path relative to the inbox.")
+    path: str
+    job_id: str | None
+    reason: str = Field(description="Why it was enqueued: new, content changed, retried, ...")
+    records: int = Field(description="Records enqueued.")
+    state: LedgerState = Field(description="Its ledger state once enqueued.")
+
+
+class ScanReport(BaseModel):
+    """What one inbox scan did: returned by the scan, kept in Redis for ``schedule show``, and
+    the inbox part of ``status`` and of the exporter's gauges."""
+
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    busy: bool = Field(False, description="Another scan held the lock: this one did nothing.")
+    files: int = Field(0, description="Files in the inbox that match its patterns.")
+    skipped: int = Field(0, description="Files already done and unchanged.")
+    enqueued: list[EnqueuedFile] = Field(default_factory=list)
+    waiting_on: str | None = Field(
+        None, description="The file whose job is running; later files wait for it."
+    )
+    blocked: str | None = Field(
+        None,
+        description="A file that blocks the inbox until someone fixes it (failed three times, "
+        "or does not match its .md5); later files wait.",
+    )
+    awaiting_md5: str | None = Field(
+        None,
+        description="A file whose .md5 is required (MEDLINE_INBOX_REQUIRE_MD5) and not beside "
+        "it yet; later files wait for it.",
+    )
+    message: str | None = Field(None, description="Why the scan stopped where it did.")

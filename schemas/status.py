@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from schemas.ledger import ScanReport
+
 #: Windows over which throughput is reported, in minutes.
 THROUGHPUT_WINDOWS: tuple[int, ...] = (1, 5, 15)
 
@@ -114,22 +116,6 @@ class ElasticsearchStatus(BaseModel):
     )
 
 
-class InboxStatus(BaseModel):
-    """What the last inbox scan found (scheduled ingestion, ``worker.inbox``)."""
-
-    last_scan_at: datetime | None = Field(None, description="When the last scan finished.")
-    waiting_on: str | None = Field(None, description="The file whose job runs; later files wait.")
-    blocked: str | None = Field(
-        None,
-        description="A file that blocks the inbox until someone fixes it (failed three times, "
-        "or does not match its .md5); later files wait.",
-    )
-    awaiting_md5: str | None = Field(
-        None, description="A file waiting for its .md5 (MEDLINE_INBOX_REQUIRE_MD5)."
-    )
-    message: str | None = Field(None, description="Why the scan stopped where it did.")
-
-
 class Status(BaseModel):
     """One snapshot of the pipeline."""
 
@@ -140,7 +126,7 @@ class Status(BaseModel):
     recent_jobs: list[JobProgress] = Field(default_factory=list)
     workers: WorkersStatus
     elasticsearch: ElasticsearchStatus
-    inbox: InboxStatus | None = Field(
+    inbox: ScanReport | None = Field(
         None, description="The last inbox scan; None if none ran or Redis did not answer."
     )
 

@@ -135,8 +135,8 @@ def render_status(status: Status) -> Any:
     inbox = status.inbox
     if inbox is not None:
         scanned = (
-            inbox.last_scan_at.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-            if inbox.last_scan_at
+            inbox.finished_at.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+            if inbox.finished_at
             else "unfinished"
         )
         if inbox.blocked:

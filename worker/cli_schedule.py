@@ -15,6 +15,7 @@ from typing import Any
 import click
 import orjson
 
+from schemas.ledger import ScanReport
 from worker.errors import ConfigurationError, MedlineIngestError
 
 #: Seconds between two looks at the ledger or a job while ``run-now --wait`` waits.
@@ -99,13 +100,14 @@ def schedule_show(as_json: bool) -> None:
     settings = rt.settings
     ledger = Ledger(rt.redis, settings)
     lock_ms = ledger.lock_ttl_ms()
+    last_scan = ledger.last_report()
     info = {
         "inbox": str(inbox_dir(settings)),
         "patterns": settings.inbox_patterns,
         "schedule": _describe_schedule(settings),
         "queue": settings.ingest_queue,
         "scan_running": lock_ms > 0,
-        "last_scan": ledger.last_report(),
+        "last_scan": last_scan.model_dump(mode="json") if last_scan else None,
         "pending": pending_files(settings, rt.redis),
     }
     if as_json:
@@ -183,19 +185,19 @@ def schedule_run_now(retry_failed: bool, wait: bool, timeout: float | None, as_j
             break
         _wait_for_progress(rt, report, deadline)
     if as_json:
-        _echo_json([r.as_dict() for r in reports])
+        _echo_json([r.model_dump(mode="json") for r in reports])
     if reports and reports[-1].blocked:
         raise MedlineIngestError(reports[-1].message or f"{reports[-1].blocked} blocks the inbox")
 
 
-def _print_report(report: Any) -> None:
+def _print_report(report: ScanReport) -> None:
     if report.busy:
         click.echo("another scan is running; nothing done")
         return
     for item in report.enqueued:
         click.echo(
-            f"enqueued {item['name']} as job {item['job_id']} ({item['reason']}): "
-            f"{item['records']} records, {item['state']}"
+            f"enqueued {item.name} as job {item.job_id} ({item.reason}): "
+            f"{item.records} records, {item.state}"
         )
     click.echo(
         f"{report.files} files, {report.skipped} already ingested"
@@ -205,7 +207,7 @@ def _print_report(report: Any) -> None:
         click.echo(report.message)
 
 
-def _wait_for_progress(rt: Any, report: Any, deadline: float | None) -> None:
+def _wait_for_progress(rt: Any, report: ScanReport, deadline: float | None) -> None:
     """Sleep until the file the scan waits on has its job finished (or the lock frees)."""
     from worker.inbox import Ledger
 

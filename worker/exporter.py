@@ -28,7 +28,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from schemas.dead_letter import DEAD_LETTER_QUEUES
-from schemas.status import InboxStatus, Status
+from schemas.ledger import ScanReport
+from schemas.status import Status
 from worker.settings import Settings
 from worker.status import cluster_health_value
 
@@ -128,7 +129,7 @@ def status_metrics(status: Status) -> Iterator[Metric]:
             )
 
 
-def _inbox_metrics(inbox: InboxStatus) -> Iterator[Metric]:
+def _inbox_metrics(inbox: ScanReport) -> Iterator[Metric]:
     yield _gauge(
         "medline_inbox_blocked",
         "1 while a file blocks the inbox (it failed three times, or does not match its .md5): "
@@ -140,11 +141,11 @@ def _inbox_metrics(inbox: InboxStatus) -> Iterator[Metric]:
         "1 while the inbox waits for a file's .md5 (MEDLINE_INBOX_REQUIRE_MD5).",
         int(inbox.awaiting_md5 is not None),
     )
-    if inbox.last_scan_at is not None:
+    if inbox.finished_at is not None:
         yield _gauge(
             "medline_inbox_last_scan_timestamp_seconds",
             "When the last inbox scan finished (Unix time).",
-            inbox.last_scan_at.timestamp(),
+            inbox.finished_at.timestamp(),
         )
 
 

@@ -58,17 +58,14 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
-import orjson
 import redis
 
 from schemas.job import JobSummary
-from schemas.ledger import LedgerEntry
+from schemas.ledger import EnqueuedFile, LedgerEntry, ScanReport
 from worker.checksums import MD5_SUFFIX, ChecksumMismatch, check_published_md5, file_digest
 from worker.errors import ConfigurationError, MedlineIngestError
 from worker.jobs import JobStore, new_job_id
@@ -192,11 +189,12 @@ class Ledger:
         return int(self.redis.pttl(self.lock_key))
 
     def save_report(self, report: ScanReport) -> None:
-        self.redis.set(self.last_scan_key, orjson.dumps(report.as_dict()))
+        self.redis.set(self.last_scan_key, report.model_dump_json())
 
-    def last_report(self) -> dict[str, Any] | None:
+    def last_report(self) -> ScanReport | None:
+        """The last scan's report, or None if no scan ran yet."""
         raw = self.redis.get(self.last_scan_key)
-        return orjson.loads(raw) if raw else None
+        return ScanReport.model_validate_json(raw) if raw else None
 
 
 def inbox_dir(settings: Settings) -> Path:
@@ -258,33 +256,6 @@ def apply_job(entry: LedgerEntry, job: JobSummary) -> None:
             entry.state = "completed"
 
 
-@dataclass
-class ScanReport:
-    """What one scan did."""
-
-    started_at: str = field(default_factory=lambda: _now().isoformat())
-    finished_at: str | None = None
-    #: Another scan held the lock: this one did nothing.
-    busy: bool = False
-    files: int = 0
-    #: Files already done and unchanged.
-    skipped: int = 0
-    #: ``{"name", "path", "job_id", "reason", "records", "state"}`` per file enqueued.
-    enqueued: list[dict[str, Any]] = field(default_factory=list)
-    #: The file whose job is running; later files wait for it.
-    waiting_on: str | None = None
-    #: A file that failed :data:`MAX_ATTEMPTS` times, or whose MD5 differs from the one
-    #: published beside it; later files wait until it is fixed.
-    blocked: str | None = None
-    #: A file whose published MD5 is required (``MEDLINE_INBOX_REQUIRE_MD5``) and not beside it
-    #: yet; later files wait for it.
-    awaiting_md5: str | None = None
-    message: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 class InboxScanner:
     """One scan of the inbox; see the module docstring for the rules.
 
@@ -316,11 +287,11 @@ class InboxScanner:
         :raises redis.RedisError: Redis failed (the lock expires on its own).
         """
         files = inbox_files(self.settings)
-        report = ScanReport(files=len(files))
+        report = ScanReport(started_at=_now(), files=len(files))
         if not self.lock.acquire():
             report.busy = True
             report.message = "another scan holds the lock; nothing done"
-            report.finished_at = _now().isoformat()
+            report.finished_at = _now()
             return report
         try:
             self._walk(files, report)
@@ -329,7 +300,7 @@ class InboxScanner:
             log.warning("inbox scan stopped: %s", exc)
         finally:
             self.lock.release()
-            report.finished_at = _now().isoformat()
+            report.finished_at = _now()
         self.ledger.save_report(report)
         return report
 
@@ -489,14 +460,14 @@ class InboxScanner:
         self.ledger.put(entry, self.lock)
         entry = self._settle(entry)  # a small file's job may be complete already
         report.enqueued.append(
-            {
-                "name": name,
-                "path": path,
-                "job_id": entry.job_id,
-                "reason": reason,
-                "records": entry.records,
-                "state": entry.state,
-            }
+            EnqueuedFile(
+                name=name,
+                path=path,
+                job_id=entry.job_id,
+                reason=reason,
+                records=entry.records,
+                state=entry.state,
+            )
         )
         return entry
 

@@ -28,11 +28,11 @@ from elasticsearch import Elasticsearch
 
 from schemas.dead_letter import DEAD_LETTER_QUEUES
 from schemas.job import JobSummary
+from schemas.ledger import ScanReport
 from schemas.status import (
     THROUGHPUT_WINDOWS,
     BrokerStatus,
     ElasticsearchStatus,
-    InboxStatus,
     JobProgress,
     Status,
     Throughput,
@@ -377,24 +377,14 @@ def cluster_health_value(health: str | None) -> int | None:
 # --- all of it -----------------------------------------------------------------------------------
 
 
-def inbox_status(client: redis.Redis, settings: Settings) -> InboxStatus | None:
-    """What the last inbox scan reported, or None if no scan ran yet.
+def inbox_status(client: redis.Redis, settings: Settings) -> ScanReport | None:
+    """The last inbox scan's report, or None if no scan ran yet.
 
     :raises redis.RedisError: Redis did not answer.
     """
     from worker.inbox import Ledger  # the scanner's modules, only when a status is asked for
 
-    report = Ledger(client, settings).last_report()
-    if report is None:
-        return None
-    finished = report.get("finished_at")
-    return InboxStatus(
-        last_scan_at=datetime.fromisoformat(finished) if finished else None,
-        waiting_on=report.get("waiting_on"),
-        blocked=report.get("blocked"),
-        awaiting_md5=report.get("awaiting_md5"),
-        message=report.get("message"),
-    )
+    return Ledger(client, settings).last_report()
 
 
 def gather_status(

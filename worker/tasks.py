@@ -336,7 +336,7 @@ def scan_inbox_task() -> None:
         extra={
             "event": "inbox_scan",
             "busy": report.busy,
-            "enqueued": [f["name"] for f in report.enqueued],
+            "enqueued": [item.name for item in report.enqueued],
             "waiting_on": report.waiting_on,
             "blocked": report.blocked,
             "awaiting_md5": report.awaiting_md5,

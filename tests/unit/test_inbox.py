@@ -15,7 +15,7 @@ import fakeredis
 import pytest
 
 from schemas.dead_letter import DeadLetter
-from schemas.ledger import LedgerEntry
+from schemas.ledger import LedgerEntry, ScanReport
 from schemas.messages import BatchMessage
 from tests.records import medline_record, write_records
 from worker.errors import ConfigurationError
@@ -25,7 +25,6 @@ from worker.inbox import (
     InboxLock,
     Ledger,
     LockLost,
-    ScanReport,
     inbox_files,
     inbox_job_completed,
     pending_files,
@@ -89,7 +88,7 @@ class Harness:
         return entry
 
     def enqueued(self, report: ScanReport) -> list[str]:
-        return [item["name"] for item in report.enqueued]
+        return [item.name for item in report.enqueued]
 
 
 @pytest.fixture
@@ -164,7 +163,7 @@ def test_a_changed_file_is_ingested_again_and_a_touched_one_is_not(inbox: Harnes
 
     inbox.write("a.txt", 1, 2)
     changed = inbox.scan()
-    assert [(i["name"], i["reason"]) for i in changed.enqueued] == [("a.txt", "content changed")]
+    assert [(i.name, i.reason) for i in changed.enqueued] == [("a.txt", "content changed")]
     assert inbox.entry("a.txt").sha256 != sha
 
 
@@ -184,7 +183,7 @@ def test_files_after_a_changed_file_are_applied_again_in_order(inbox: Harness) -
     ]
     # The update had been applied before the baseline's new content: it goes again, after it.
     again = inbox.scan()
-    assert [(i["name"], i["reason"]) for i in again.enqueued] == [
+    assert [(i.name, i.reason) for i in again.enqueued] == [
         ("2-update.txt", "an earlier file was applied after it")
     ]
     inbox.work()
@@ -241,7 +240,7 @@ def test_exhausted_batches_fail_the_file_and_it_goes_again_once_quiet(inbox: Har
     inbox.work(exhausted=True)
 
     retry = inbox.scan()
-    assert [(i["name"], i["reason"]) for i in retry.enqueued] == [("a.txt", "its last job failed")]
+    assert [(i.name, i.reason) for i in retry.enqueued] == [("a.txt", "its last job failed")]
     entry = inbox.entry("a.txt")
     assert entry.attempts == 2 and entry.state == "enqueued"
     inbox.work()

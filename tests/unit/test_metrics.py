@@ -26,11 +26,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.dead_letter import DeadLetter
+from schemas.ledger import ScanReport
 from schemas.messages import BatchMessage, PackedBatch, RawRecord
 from schemas.status import (
     BrokerStatus,
     ElasticsearchStatus,
-    InboxStatus,
     JobProgress,
     Status,
     Throughput,
@@ -404,9 +404,9 @@ def test_the_exporter_says_when_the_inbox_is_blocked() -> None:
     assert not any(name.startswith("medline_inbox") for name, _ in scrape(snapshot()))
     last = datetime(2026, 12, 7, 10, tzinfo=UTC)
     for inbox, blocked, awaiting in (
-        (InboxStatus(last_scan_at=last, waiting_on="a.xml.gz"), 0, 0),
-        (InboxStatus(last_scan_at=last, blocked="b.xml.gz", message="its MD5 is ..."), 1, 0),
-        (InboxStatus(last_scan_at=last, awaiting_md5="c.xml.gz"), 0, 1),
+        (ScanReport(finished_at=last, waiting_on="a.xml.gz"), 0, 0),
+        (ScanReport(finished_at=last, blocked="b.xml.gz", message="its MD5 is ..."), 1, 0),
+        (ScanReport(finished_at=last, awaiting_md5="c.xml.gz"), 0, 1),
     ):
         found = scrape(snapshot().model_copy(update={"inbox": inbox}))
         assert found[("medline_inbox_blocked", ())] == blocked

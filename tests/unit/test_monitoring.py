@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from schemas.status import InboxStatus
+from schemas.ledger import ScanReport
 from tests.helpers import REPO
 from tests.unit.test_metrics import snapshot
 from worker.exporter import status_metrics
@@ -42,7 +42,7 @@ def worker_families() -> dict[str, str]:
 @cache
 def exporter_families() -> set[str]:
     # A snapshot with every part, the last inbox scan included (absent until a scan runs).
-    inbox = InboxStatus(last_scan_at=datetime(2026, 12, 7, tzinfo=UTC), blocked="a.xml.gz")
+    inbox = ScanReport(finished_at=datetime(2026, 12, 7, tzinfo=UTC), blocked="a.xml.gz")
     every_part = snapshot().model_copy(update={"inbox": inbox})
     return {f.name for f in status_metrics(every_part)} | {
         "medline_exporter_scrape_duration_seconds"

@@ -14,11 +14,12 @@ import pytest
 from elasticsearch import Elasticsearch
 from rich.console import Console
 
+from schemas.ledger import ScanReport
 from schemas.status import WorkersStatus
 from tests.helpers import api_error, dead_letter, run_cli
 from worker.cli_ops import render_status
 from worker.dead_letters import DeadLetterStore
-from worker.inbox import Ledger, ScanReport
+from worker.inbox import Ledger
 from worker.jobs import BatchOutcome, JobStore
 from worker.settings import Settings
 from worker.status import (
@@ -335,10 +336,12 @@ def test_the_last_inbox_scan_is_reported_and_a_blocked_inbox_stands_out(
 
     assert status().inbox is None and "Inbox" not in rendered()  # no scan ever ran
     ledger = Ledger(client, settings)
-    ledger.save_report(ScanReport(waiting_on="a.xml.gz", finished_at="2026-12-07T10:00:00+00:00"))
+    ledger.save_report(
+        ScanReport(waiting_on="a.xml.gz", finished_at=datetime(2026, 12, 7, 10, tzinfo=UTC))
+    )
     inbox = status().inbox
     assert inbox is not None and inbox.blocked is None and inbox.waiting_on == "a.xml.gz"
-    assert inbox.last_scan_at == datetime(2026, 12, 7, 10, tzinfo=UTC)
+    assert inbox.finished_at == datetime(2026, 12, 7, 10, tzinfo=UTC)
     assert "waiting on a.xml.gz" in rendered() and "BLOCKED" not in rendered()
 
     why = "b.xml.gz is not ingested: its MD5 is 1, but b.xml.gz.md5 says 2"
