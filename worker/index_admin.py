@@ -5,7 +5,10 @@ Documents are written to the alias ``settings.index`` (default ``medline``), whi
 ``MEDLINE_INDEX_MAPPING=nested``). A field whose mapping changes bumps the template version, and
 ``MEDLINE_INDEX_MAPPING`` only decides how a new index is made: an existing index keeps its
 mapping, and a reindex into the new index and an alias swap then switch readers and writers
-without downtime. A field added needs neither: it is added to the existing index in place.
+without downtime. A field added needs neither: it is added to the existing index in place,
+inside an entry's object as at the top. The template in place is replaced only by one at least
+as new (:func:`put_template_unless_newer`), so that mixed versions during a rolling upgrade
+never take fields away.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from schemas.index_template import (
     DEFAULT_MAPPING,
@@ -52,7 +55,7 @@ def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = 
     template = build_index_template(
         alias, settings.index_shards, settings.index_replicas, settings.index_mapping
     )
-    client.indices.put_index_template(name=alias, **template)
+    put_template_unless_newer(client, alias, template)
     if client.indices.exists_alias(name=alias):
         current = client.indices.get_alias(name=alias)
         writers = [
@@ -71,6 +74,43 @@ def ensure_index(client: Elasticsearch, settings: Settings, alias: str | None = 
             raise
         client.indices.put_alias(index=index, name=alias, is_write_index=True)
     return index
+
+
+def put_template_unless_newer(client: Elasticsearch, name: str, template: dict[str, Any]) -> bool:
+    """Put the index template ``name``, unless the one in place is a newer version's.
+
+    Newer means a higher template version, or the same version with fields this one does not
+    map (fields are added without a version bump). During a rolling upgrade a process of the
+    old version may start after the new ones, and putting its template would take the new
+    fields away from any index made from it later; the new version's template serves the old
+    version's documents as well. A different mapping (flat or nested) or different shard
+    counts of the same fields are put: the operator changed a setting.
+
+    :returns: whether the template was put.
+    :raises elasticsearch.ApiError: Elasticsearch refused the template.
+    """
+    try:
+        found = client.indices.get_index_template(name=name)["index_templates"]
+    except NotFoundError:
+        found = []
+    if found:
+        in_place = found[0]["index_template"]
+        ours = template.get("version", 0)
+        theirs = in_place.get("version", 0)
+        properties = in_place.get("template", {}).get("mappings", {}).get("properties", {})
+        only_theirs = missing_properties(properties, template["template"]["mappings"]["properties"])
+        if theirs > ours or (theirs == ours and only_theirs):
+            log.warning(
+                "index template %s is left as it is: a newer version put it (template version "
+                "%s, this one's %s; fields this version does not map: %s)",
+                name,
+                theirs,
+                ours,
+                ", ".join(_field_paths(only_theirs)) or "none",
+            )
+            return False
+    client.indices.put_index_template(name=name, **template)
+    return True
 
 
 def bring_up_to_date(client: Elasticsearch, index: str, wanted: IndexMapping) -> None:

@@ -233,6 +233,54 @@ def test_a_process_set_to_another_mapping_writes_to_the_existing_index_and_warns
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
+def _template_in_place(stack: Stack) -> dict:
+    found = stack.es.indices.get_index_template(name=stack.settings.index)["index_templates"]
+    return found[0]["index_template"]
+
+
+def test_a_process_of_an_older_version_leaves_a_newer_template_as_it_is(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As a rolling upgrade has it: a newer version's template, with a field this one lacks.
+    alias = stack.settings.index
+    newer = build_index_template(alias)
+    newer["template"]["mappings"]["properties"]["from_a_newer_version"] = {"type": "keyword"}
+    stack.es.indices.put_index_template(name=alias, **newer)
+
+    with caplog.at_level(logging.WARNING, logger="worker.index_admin"):
+        index = ensure_index(stack.es, stack.settings)
+
+    assert "from_a_newer_version" in _template_in_place(stack)["template"]["mappings"]["properties"]
+    made = stack.es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+    assert "from_a_newer_version" in made  # the index made now keeps the newer field
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "left as it is" in warning and "from_a_newer_version" in warning
+
+    # A higher template version is newer whatever its fields.
+    higher = build_index_template(alias)
+    higher["version"] = TEMPLATE_VERSION + 1
+    del higher["template"]["mappings"]["properties"]["book_revised"]
+    stack.es.indices.put_index_template(name=alias, **higher)
+    ensure_index(stack.es, stack.settings)
+    assert _template_in_place(stack)["version"] == TEMPLATE_VERSION + 1
+
+
+def test_an_older_versions_template_is_replaced(stack: Stack) -> None:
+    alias = stack.settings.index
+    older = build_index_template(alias)
+    properties = older["template"]["mappings"]["properties"]
+    del properties["book_revised"]
+    for name in STAR_FIELDS:
+        del properties["mesh"]["properties"][name]
+    stack.es.indices.put_index_template(name=alias, **older)
+
+    ensure_index(stack.es, stack.settings)
+
+    in_place = _template_in_place(stack)["template"]["mappings"]["properties"]
+    assert in_place["book_revised"] == {"type": "date", "format": "strict_date_optional_time"}
+    assert set(STAR_FIELDS) <= set(in_place["mesh"]["properties"])
+
+
 def test_mixed_file_accounts_for_every_record(
     stack: Stack, workers: WorkerFactory, tmp_path: Path
 ) -> None:
