@@ -70,8 +70,9 @@ class ScanReport(BaseModel):
     )
     blocked: str | None = Field(
         None,
-        description="A file that blocks the inbox until someone fixes it (failed three times, "
-        "or does not match its .md5); later files wait.",
+        description="A file that blocks the inbox until someone acts (it failed three times, "
+        "does not match its .md5, or would replay more than MEDLINE_INBOX_MAX_REPLAY files); "
+        "later files wait.",
     )
     awaiting_md5: str | None = Field(
         None,

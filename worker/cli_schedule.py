@@ -142,6 +142,12 @@ def schedule_show(as_json: bool) -> None:
     help="Ingest a failed file again even after it used up its attempts.",
 )
 @click.option(
+    "--allow-replay",
+    is_flag=True,
+    help="Ingest a new or changed file even if it makes more than MEDLINE_INBOX_MAX_REPLAY "
+    "files already applied after it be applied again.",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="Keep scanning as jobs complete until every inbox file is ingested (or one blocks).",
@@ -150,7 +156,9 @@ def schedule_show(as_json: bool) -> None:
     "--timeout", type=click.FloatRange(min=0), help="With --wait: give up after this many seconds."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the scan reports as JSON.")
-def schedule_run_now(retry_failed: bool, wait: bool, timeout: float | None, as_json: bool) -> None:
+def schedule_run_now(
+    retry_failed: bool, allow_replay: bool, wait: bool, timeout: float | None, as_json: bool
+) -> None:
     """Scan the inbox now, in this process, as beat's scan would.
 
     Enqueues the next files due, in name order, each as its own job; a file waits for the
@@ -171,8 +179,10 @@ def schedule_run_now(retry_failed: bool, wait: bool, timeout: float | None, as_j
             jobs=rt.jobs,
             publish=publish,
             retry_failed=retry_failed,
+            allow_replay=allow_replay,
         )
-        retry_failed = False  # once is enough: a file that fails again should block again
+        # Once is enough: a file that fails again, or another replay, should block again.
+        retry_failed = allow_replay = False
         if not report.busy or not wait:
             reports.append(report)
             if not as_json:

@@ -132,8 +132,9 @@ def status_metrics(status: Status) -> Iterator[Metric]:
 def _inbox_metrics(inbox: ScanReport) -> Iterator[Metric]:
     yield _gauge(
         "medline_inbox_blocked",
-        "1 while a file blocks the inbox (it failed three times, or does not match its .md5): "
-        "later files wait until someone fixes it.",
+        "1 while a file blocks the inbox (it failed three times, does not match its .md5, or "
+        "would replay more than MEDLINE_INBOX_MAX_REPLAY files): later files wait until someone "
+        "acts.",
         int(inbox.blocked is not None),
     )
     yield _gauge(

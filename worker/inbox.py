@@ -31,6 +31,11 @@ same content. After that the file blocks the inbox (later files wait) until it c
 operator runs ``schedule run-now --retry-failed``. Records dead-lettered as ``malformed`` or
 ``rejected`` do not fail a file: ingesting it again would give the same result.
 
+**Replays.** A new or changed file that would make the scan apply again more than
+``MEDLINE_INBOX_MAX_REPLAY`` files already applied after it (a new year's baseline put where
+it sorts before the year's updates) blocks the inbox until ``schedule run-now
+--allow-replay``: that is a day or more of work, most likely not meant.
+
 **Published checksums.** NLM publishes ``NAME.md5`` beside each PubMed file. When such a file
 is beside a new or changed inbox file, the scan checks the file's MD5 against it before
 enqueuing anything: a mismatch (a truncated or corrupt download) blocks the file, and the files
@@ -261,6 +266,8 @@ class InboxScanner:
 
     :param publish: sends a batch to the broker (as ``enqueue`` does).
     :param retry_failed: ingest failed files again even after :data:`MAX_ATTEMPTS`.
+    :param allow_replay: ingest a new or changed file even if more than
+        ``MEDLINE_INBOX_MAX_REPLAY`` files already applied after it would then be applied again.
     """
 
     def __init__(
@@ -271,12 +278,14 @@ class InboxScanner:
         jobs: JobStore,
         publish: Publisher,
         retry_failed: bool = False,
+        allow_replay: bool = False,
     ) -> None:
         self.settings = settings
         self.redis = client
         self.jobs = jobs
         self.publish = publish
         self.retry_failed = retry_failed
+        self.allow_replay = allow_replay
         self.ledger = Ledger(client, settings)
         self.lock = self.ledger.lock()
 
@@ -308,7 +317,7 @@ class InboxScanner:
     def _walk(self, files: list[tuple[str, str]], report: ScanReport) -> None:
         ledger = self.ledger.all()
         applied_up_to = 0  # highest seq among earlier files: a later file must be newer
-        for name, path in files:
+        for at, (name, path) in enumerate(files):
             self.lock.keep_alive()
             entry = ledger.get(path)
             if entry is not None:
@@ -349,6 +358,8 @@ class InboxScanner:
                 # it has seen was checked when it was new (or had no .md5 then).
                 if not self._checksum_allows(name, path, report):
                     return
+                if not self._replay_allowed(name, [p for _, p in files[at + 1 :]], ledger, report):
+                    return
             assert sha is not None
             done = self._ingest(name, path, stat, sha, reason, attempts, report)
             if done.state != "completed":
@@ -387,6 +398,28 @@ class InboxScanner:
             return False
         report.awaiting_md5 = name
         report.message = f"{name}: waiting for {name}{MD5_SUFFIX} (MEDLINE_INBOX_REQUIRE_MD5)"
+        return False
+
+    def _replay_allowed(
+        self, name: str, later: list[str], ledger: dict[str, LedgerEntry], report: ScanReport
+    ) -> bool:
+        """Whether the files applied after new or changed ``name`` may all be applied again, as
+        its application would make them; if not, say why in ``report`` (the scan stops at it).
+
+        A late daily update replays a few files. A new year's baseline put where it sorts
+        before the year's updates would replay every one of them, a day or more of work that
+        the operator most likely did not mean: past ``MEDLINE_INBOX_MAX_REPLAY`` it waits.
+        """
+        replayed = sum(1 for path in later if path in ledger)
+        if replayed <= self.settings.inbox_max_replay or self.allow_replay:
+            return True
+        report.blocked = name
+        report.message = (
+            f"{name} sorts before {replayed} files already applied, which would all be applied "
+            f"again after it (MEDLINE_INBOX_MAX_REPLAY is {self.settings.inbox_max_replay}); "
+            "move it where it sorts after them (a new year's files after the last year's), "
+            "or run `schedule run-now --allow-replay`"
+        )
         return False
 
     def _quiet(self, job_id: str | None) -> bool:
@@ -479,10 +512,16 @@ def scan_inbox(
     jobs: JobStore,
     publish: Publisher,
     retry_failed: bool = False,
+    allow_replay: bool = False,
 ) -> ScanReport:
     """Run one scan of the inbox; see :class:`InboxScanner`."""
     scanner = InboxScanner(
-        settings, client=client, jobs=jobs, publish=publish, retry_failed=retry_failed
+        settings,
+        client=client,
+        jobs=jobs,
+        publish=publish,
+        retry_failed=retry_failed,
+        allow_replay=allow_replay,
     )
     return scanner.scan()
 

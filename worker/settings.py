@@ -23,6 +23,9 @@ from schemas.messages import BatchCompression
 from worker.process_priority import DEFAULT_WORKER_NICE, MAX_NICE
 
 ENV_PREFIX = "MEDLINE_"
+#: Files already applied that an earlier-sorting new file may replay without an operator: a
+#: late daily update replays a few; a year's worth of updates (hundreds) waits for one.
+DEFAULT_INBOX_MAX_REPLAY = 50
 
 
 class Settings(BaseSettings):
@@ -196,6 +199,14 @@ class Settings(BaseSettings):
         False,
         description="Ingest an inbox file only once NAME.md5 is beside it; a new or changed "
         "file is checked against a .md5 that is there in any case, and a mismatch blocks it.",
+    )
+    inbox_max_replay: int = Field(
+        DEFAULT_INBOX_MAX_REPLAY,
+        ge=0,
+        description="Most files already applied that a new or changed inbox file sorting before "
+        "them may make the scan apply again; past it the file blocks the inbox until "
+        "`schedule run-now --allow-replay` (a new year's baseline put where it sorts before the "
+        "year's updates would replay all of them).",
     )
     schedule_interval: float = Field(300.0, gt=0, description="Seconds between inbox scans.")
     schedule_crontab: str | None = Field(

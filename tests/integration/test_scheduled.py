@@ -191,6 +191,46 @@ def test_a_truncated_download_is_refused_by_its_md5_and_holds_back_the_files_aft
     assert files["updatefiles/pubmed25n1275.txt"].seq > files["baseline/pubmed25n0001.xml.gz"].seq
 
 
+def test_a_new_years_baseline_that_would_replay_the_years_updates_waits_for_the_operator(
+    stack: Stack, workers: WorkerFactory, inbox: Path
+) -> None:
+    stack.env["MEDLINE_INBOX_MAX_REPLAY"] = "1"
+    for folder in ("baseline", "updatefiles"):
+        (inbox / folder).mkdir()
+    write_records(inbox / "baseline" / "pubmed25n0001.txt", [medline_record(p) for p in (941, 942)])
+    updates = inbox / "updatefiles"
+    write_records(updates / "pubmed25n1275.txt", [medline_record(941, lr="20250601")])
+    write_records(updates / "pubmed25n1276.txt", [medline_record(943, lr="20250602")])
+    workers.start(concurrency=2)
+    run_now_until_done(stack)
+    assert set(titles(stack)) == {"941", "942", "943"}
+
+    # Next year's baseline, put in baseline/: it sorts before last year's two updates.
+    new_baseline = inbox / "baseline" / "pubmed26n0001.txt"
+    write_records(new_baseline, [medline_record(941, lr="20251215")])
+    proc = run_cli("schedule", "run-now", "--wait", env=stack.env, timeout=INBOX_TIMEOUT)
+
+    assert proc.returncode == 1
+    message = proc.stderr.decode().strip()
+    assert "baseline/pubmed26n0001.txt sorts before 2 files already applied" in message
+    assert "--allow-replay" in message and len(message.splitlines()) == 1, message
+    assert "baseline/pubmed26n0001.txt" not in ledger(stack)
+    shown = json.loads(run_cli("status", "--json", env=stack.env, check=True).stdout)["inbox"]
+    assert shown["blocked"] == "baseline/pubmed26n0001.txt"
+
+    run_now(stack, "--allow-replay", "--wait", "--timeout", str(INBOX_TIMEOUT))
+
+    files = ledger(stack)
+    assert files["baseline/pubmed26n0001.txt"].state == "completed"
+    for name in ("updatefiles/pubmed25n1275.txt", "updatefiles/pubmed25n1276.txt"):
+        assert files[name].reason == "an earlier file was applied after it"
+        assert files[name].seq > files["baseline/pubmed26n0001.txt"].seq
+    # Last year's revision of 941, applied again, did not win over the new baseline's.
+    assert files["updatefiles/pubmed25n1275.txt"].skipped_stale == 1
+    stack.refresh()
+    assert stack.es.get(index=stack.settings.index, id="941")["_source"]["revised"] == "2025-12-15"
+
+
 class Beat:
     """A real ``medline-ingest beat`` process."""
 

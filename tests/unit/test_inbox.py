@@ -205,6 +205,50 @@ def test_a_late_file_that_sorts_first_is_applied_then_the_later_ones(inbox: Harn
     assert inbox.enqueued(inbox.scan()) == ["b.txt"]
 
 
+def test_a_new_file_that_would_replay_many_applied_files_waits_for_the_operator(
+    inbox: Harness,
+) -> None:
+    # Last year's baseline and updates, applied; then next year's baseline put in baseline/,
+    # where it sorts before every update of last year.
+    inbox.settings = inbox.settings.model_copy(update={"inbox_max_replay": 2})
+    inbox.write("baseline/pubmed25n0001.txt", 1)
+    for n, pmid in ((1275, 2), (1276, 3), (1277, 4)):
+        inbox.write(f"updatefiles/pubmed25n{n}.txt", pmid, lr="20250601")
+    for _ in range(4):
+        inbox.scan()
+        inbox.work()
+    assert inbox.scan().skipped == 4
+
+    inbox.write("baseline/pubmed26n0001.txt", 1, lr="20251215")
+    report = inbox.scan()
+
+    assert report.enqueued == [] and report.blocked == "baseline/pubmed26n0001.txt"
+    assert "sorts before 3 files already applied" in (report.message or "")
+    assert "--allow-replay" in (report.message or "")
+    assert inbox.published == []
+    assert inbox.scan().blocked == "baseline/pubmed26n0001.txt"  # until the operator says
+
+    assert inbox.enqueued(inbox.scan(allow_replay=True)) == ["baseline/pubmed26n0001.txt"]
+    inbox.work()
+    # The replay itself goes on by itself, one file after another.
+    for n in (1275, 1276, 1277):
+        assert inbox.enqueued(inbox.scan()) == [f"updatefiles/pubmed25n{n}.txt"]
+        inbox.work()
+    assert inbox.scan().enqueued == []
+
+
+def test_a_late_file_replaying_no_more_than_the_limit_goes_on_its_own(inbox: Harness) -> None:
+    inbox.settings = inbox.settings.model_copy(update={"inbox_max_replay": 2})
+    for name in ("b.txt", "c.txt"):
+        inbox.write(name, 2)
+        inbox.scan()
+        inbox.work()
+
+    inbox.write("a.txt", 1)
+
+    assert inbox.enqueued(inbox.scan()) == ["a.txt"]
+
+
 def test_a_file_that_fails_is_retried_then_blocks_the_files_after_it(inbox: Harness) -> None:
     (inbox.root / "a.txt.gz").write_bytes(gzip.compress(b"PMID- 1\nTI  - x\n")[:-8] + b"junk")
     inbox.write("b.txt", 2)
