@@ -68,6 +68,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import redis
+from pydantic import ValidationError
 
 from schemas.job import JobSummary
 from schemas.ledger import EnqueuedFile, LedgerEntry, ScanReport
@@ -197,9 +198,20 @@ class Ledger:
         self.redis.set(self.last_scan_key, report.model_dump_json())
 
     def last_report(self) -> ScanReport | None:
-        """The last scan's report, or None if no scan ran yet."""
+        """The last scan's report, or None if no scan ran yet or it cannot be read.
+
+        One that cannot be read (written by another version, during an upgrade) is logged and
+        taken as none: ``status`` and the exporter must not fail on it, and the next scan
+        writes a new one.
+        """
         raw = self.redis.get(self.last_scan_key)
-        return ScanReport.model_validate_json(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return ScanReport.model_validate_json(raw)
+        except ValidationError as exc:
+            log.warning("the last inbox scan's report cannot be read, ignored: %s", exc)
+            return None
 
 
 def inbox_dir(settings: Settings) -> Path:

@@ -424,6 +424,15 @@ def test_with_md5_required_a_file_waits_for_its_md5(inbox: Harness) -> None:
     assert inbox.entry("pubmed25n0001.txt").reason == "an earlier file was applied after it"
 
 
+def test_a_last_report_that_cannot_be_read_is_taken_as_none(inbox: Harness) -> None:
+    inbox.write("a.txt", 1)
+    report = inbox.scan()
+    assert inbox.ledger.last_report() == report
+    inbox.redis.set(inbox.ledger.last_scan_key, b'{"files": "many"}')  # another version's
+
+    assert inbox.ledger.last_report() is None
+
+
 def test_no_inbox_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="MEDLINE_INBOX_DIR"):
         inbox_files(Settings(key_prefix="t"))
