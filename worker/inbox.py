@@ -308,7 +308,7 @@ class InboxScanner:
         :raises redis.RedisError: Redis failed (the lock expires on its own).
         """
         files = inbox_files(self.settings)
-        report = ScanReport(started_at=_now(), files=len(files))
+        report = ScanReport(files=len(files))
         if not self.lock.acquire():
             report.busy = True
             report.message = "another scan holds the lock; nothing done"
@@ -370,7 +370,7 @@ class InboxScanner:
                 # it has seen was checked when it was new (or had no .md5 then).
                 if not self._checksum_allows(name, path, report):
                     return
-                if not self._replay_allowed(name, [p for _, p in files[at + 1 :]], ledger, report):
+                if not self._replay_allowed(name, files[at + 1 :], ledger, report):
                     return
             assert sha is not None
             done = self._ingest(name, path, stat, sha, reason, attempts, report)
@@ -413,7 +413,11 @@ class InboxScanner:
         return False
 
     def _replay_allowed(
-        self, name: str, later: list[str], ledger: dict[str, LedgerEntry], report: ScanReport
+        self,
+        name: str,
+        later: list[tuple[str, str]],
+        ledger: dict[str, LedgerEntry],
+        report: ScanReport,
     ) -> bool:
         """Whether the files applied after new or changed ``name`` may all be applied again, as
         its application would make them; if not, say why in ``report`` (the scan stops at it).
@@ -422,7 +426,7 @@ class InboxScanner:
         before the year's updates would replay every one of them, a day or more of work that
         the operator most likely did not mean: past ``MEDLINE_INBOX_MAX_REPLAY`` it waits.
         """
-        replayed = sum(1 for path in later if path in ledger)
+        replayed = sum(1 for _, path in later if path in ledger)
         if replayed <= self.settings.inbox_max_replay or self.allow_replay:
             return True
         report.blocked = name
