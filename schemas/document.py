@@ -28,6 +28,13 @@ _BODY_KEY = "_index_body"
 #: Where a document validated from JSON keeps that JSON (see ``_BODY_KEY``).
 _JSON_KEY = "_index_json"
 
+#: How far apart two PMID versions' external versions start (see ``Document.revision_version``):
+#: a revision date as YYYYMMDD is below it, so every revision of a later version of a citation
+#: is above every revision of an earlier one.
+PMID_VERSION_STEP = 10**8
+#: Highest PMID version taken (the index maps it as a short; citations have a handful).
+PMID_VERSION_MAX = 32767
+
 #: The document's fields derived from ``mesh`` (see the document), for whoever handles them apart.
 DERIVED_MESH_FIELDS = ("mesh_major_topics", "mesh_qualified_terms")
 
@@ -147,6 +154,13 @@ class Document(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, cache_strings="none")
 
     pmid: Pmid = Field(description="PubMed id, digits only; the document id.")
+    pmid_version: int | None = Field(
+        None,
+        ge=2,
+        le=PMID_VERSION_MAX,
+        description="PubMed's version of a versioned citation (PMID.version, PubMed XML's "
+        "<PMID Version>); absent for version 1, which every other citation is.",
+    )
     title: NonBlank = Field(description="TI (or BTI for a book).")
     abstract: str | None = Field(None, description="AB")
     other_abstracts: list[str] = Field(default_factory=list, description="OAB")
@@ -252,11 +266,16 @@ class Document(BaseModel):
         return kept if kept is not None else orjson.dumps(self.index_body())
 
     def revision_version(self) -> int:
-        """The citation's revision as an external version number: LR (else DCOM, else a
-        book's DRDT) as YYYYMMDD, else 0. A redelivered or older revision then never overwrites
-        a newer one."""
+        """The citation's revision as an external version number, so that a redelivered or
+        older revision never overwrites a newer one: ``(pmid_version - 1) * 10**8`` plus LR
+        (else DCOM, else a book's DRDT) as YYYYMMDD, or plus 0 without them.
+
+        A later PMID version wins whatever its dates, as in PubMed, which indexes only a
+        citation's latest version; a version-1 citation's number is its date alone.
+        """
         moment = self.revised or self.completed or self.book_revised
-        return moment.year * 10000 + moment.month * 100 + moment.day if moment else 0
+        day = moment.year * 10000 + moment.month * 100 + moment.day if moment else 0
+        return ((self.pmid_version or 1) - 1) * PMID_VERSION_STEP + day
 
 
 def prune(value: Any) -> Any:

@@ -61,6 +61,7 @@ _PERSON = {
 #: Field → mapping, for every field of :class:`schemas.document.Document`.
 DOCUMENT_PROPERTIES: dict[str, Any] = {
     "pmid": _KEYWORD,
+    "pmid_version": {"type": "short"},
     "title": _TEXT_AND_RAW,
     "abstract": _TEXT,
     "other_abstracts": _TEXT,

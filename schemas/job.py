@@ -25,7 +25,9 @@ class JobSummary(BaseModel):
     dead_lettered_by_queue: dict[str, int] = Field(default_factory=dict)
     deleted: int = Field(0, description="Citations deleted by DeleteCitation entries.")
     skipped_stale: int = Field(
-        0, description="Writes skipped because the index holds a newer revision."
+        0,
+        description="Writes skipped because the index holds a newer revision, and deletes of "
+        "a citation's version skipped because it holds a later version.",
     )
     started_at: datetime | None = None
     enqueued_at: datetime | None = Field(None, description="When the producer finished.")

@@ -20,11 +20,14 @@ def _date(tag: str, yyyymmdd: str) -> str:
     )
 
 
-def medline_citation(pmid: int | str, title: str | None = None, revised: str = "20200101") -> str:
-    """A ``MedlineCitation`` with a title, an abstract, an author and MeSH terms."""
+def medline_citation(
+    pmid: int | str, title: str | None = None, revised: str = "20200101", version: int = 1
+) -> str:
+    """A ``MedlineCitation`` with a title, an abstract, an author and MeSH terms; ``version``
+    is its PMID's."""
     title = title or f"Test citation {pmid} on remyelination in multiple sclerosis."
     return (
-        f'<MedlineCitation Status="MEDLINE" Owner="NLM"><PMID Version="1">{pmid}</PMID>'
+        f'<MedlineCitation Status="MEDLINE" Owner="NLM"><PMID Version="{version}">{pmid}</PMID>'
         f"{_date('DateCompleted', '20030402')}{_date('DateRevised', revised)}"
         '<Article PubModel="Print"><Journal><ISSN IssnType="Print">0022-510X</ISSN>'
         '<JournalIssue CitedMedium="Print"><Volume>206</Volume><Issue>2</Issue>'
@@ -45,10 +48,12 @@ def medline_citation(pmid: int | str, title: str | None = None, revised: str = "
     )
 
 
-def pubmed_article(pmid: int | str, title: str | None = None, revised: str = "20200101") -> str:
+def pubmed_article(
+    pmid: int | str, title: str | None = None, revised: str = "20200101", version: int = 1
+) -> str:
     """A ``PubmedArticle``: the citation and its ``PubmedData`` (history, ids, status)."""
     return (
-        f"<PubmedArticle>{medline_citation(pmid, title, revised)}<PubmedData><History>"
+        f"<PubmedArticle>{medline_citation(pmid, title, revised, version)}<PubmedData><History>"
         '<PubMedPubDate PubStatus="pubmed"><Year>2003</Year><Month>2</Month><Day>1</Day>'
         "<Hour>4</Hour><Minute>0</Minute></PubMedPubDate></History>"
         "<PublicationStatus>ppublish</PublicationStatus><ArticleIdList>"
@@ -59,13 +64,13 @@ def pubmed_article(pmid: int | str, title: str | None = None, revised: str = "20
 
 
 def pubmed_book_article(
-    pmid: int | str, title: str | None = None, revised: str = "20200101"
+    pmid: int | str, title: str | None = None, revised: str = "20200101", version: int = 1
 ) -> str:
     """A ``PubmedBookArticle``: a chapter of a book, revised (``DateRevised``) on ``revised``;
     a book has no ``DateCompleted``."""
     title = title or f"Test chapter {pmid} on alpha-thalassemia."
     return (
-        f'<PubmedBookArticle><BookDocument><PMID Version="1">{pmid}</PMID>'
+        f'<PubmedBookArticle><BookDocument><PMID Version="{version}">{pmid}</PMID>'
         '<ArticleIdList><ArticleId IdType="bookaccession">NBK1116</ArticleId></ArticleIdList>'
         "<Book><Publisher><PublisherName>University of Washington, Seattle</PublisherName>"
         "</Publisher><BookTitle>GeneReviews</BookTitle><PubDate><Year>1993</Year></PubDate>"
@@ -78,18 +83,23 @@ def pubmed_book_article(
     )
 
 
-def delete_citation(pmids: Iterable[int | str]) -> str:
-    inner = "".join(f'<PMID Version="1">{p}</PMID>' for p in pmids)
+def delete_citation(pmids: Iterable[int | str], version: int = 1) -> str:
+    """A ``DeleteCitation`` of version ``version`` of each of ``pmids``."""
+    inner = "".join(f'<PMID Version="{version}">{p}</PMID>' for p in pmids)
     return f"<DeleteCitation>{inner}</DeleteCitation>"
 
 
 def article_set(
-    records: Iterable[str], deletes: Iterable[int | str] = (), root: str = "PubmedArticleSet"
+    records: Iterable[str],
+    deletes: Iterable[int | str] = (),
+    root: str = "PubmedArticleSet",
+    delete_version: int = 1,
 ) -> str:
-    """A whole file: XML declaration, DOCTYPE, the records one a line, then the deletions."""
+    """A whole file: XML declaration, DOCTYPE, the records one a line, then the deletions (of
+    version ``delete_version`` of each PMID)."""
     body = "\n".join(records)
     deleted = list(deletes)
-    tail = f"\n{delete_citation(deleted)}" if deleted else ""
+    tail = f"\n{delete_citation(deleted, delete_version)}" if deleted else ""
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n{DOCTYPE.replace("PubmedArticleSet", root, 1)}'
         f"\n<{root}>\n{body}{tail}\n</{root}>\n"

@@ -126,7 +126,8 @@ class WorkerMetrics:
         )
         self.records_skipped_stale = Counter(
             "medline_records_skipped_stale_total",
-            "Records not written because the index holds a newer revision.",
+            "Records not written because the index holds a newer revision (or, for a delete, "
+            "a later version of the citation).",
             registry=registry,
         )
         self.batches_processed = Counter(

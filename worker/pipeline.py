@@ -231,8 +231,12 @@ def index_actions(parsed: ParsedBatch) -> list[BulkAction]:
 
 
 def delete_actions(parsed: ParsedBatch) -> list[BulkAction]:
-    """The deletes of ``parsed``'s DeleteCitation entries."""
-    return [BulkAction(op="delete", doc_id=d.pmid, ref=d) for d in parsed.deletions]
+    """The deletes of ``parsed``'s DeleteCitation entries, each versioned so that the delete
+    of one version of a citation leaves a later version in place (it counts as stale)."""
+    return [
+        BulkAction(op="delete", doc_id=d.pmid, version=d.external_version(), ref=d)
+        for d in parsed.deletions
+    ]
 
 
 def outcome_of(batch: PackedBatch, parsed: ParsedBatch, result: BulkResult) -> BatchOutcome:

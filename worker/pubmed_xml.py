@@ -18,7 +18,9 @@ fields PubMed prints for the same citation (``DateRevised`` → ``LR``, ``Articl
 ``CON``/``CIN``/``EIN``/..., history → ``EDAT``/``MHDA``/``CRDT``/``PHST``, a composed ``SO``),
 and those fields go through :func:`worker.documents.build_document`, the text format's own
 mapping and validation. The same citation in both formats therefore gives the same document,
-by construction; the tests hold both forms of a few rich citations.
+by construction; the tests hold both forms of a few rich citations. One thing only XML has: a
+versioned citation's ``<PMID Version>`` (2 or more), kept as ``pmid_version``, which orders the
+versions in the index (:meth:`~schemas.document.Document.revision_version`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from lxml import etree
 from pydantic import ValidationError
 
 from schemas.deletion import Deletion
-from schemas.document import Document
+from schemas.document import PMID_VERSION_MAX, Document
 from schemas.messages import RawRecord
 from worker.dates import MONTHS
 from worker.documents import build_document
@@ -566,18 +568,46 @@ def _quote(text: str) -> str:
 _PMID_IN_TEXT = re.compile(r"<PMID[^>]*>\s*([0-9]+)\s*</PMID>")
 
 
+#: Where a record's own PMID element is, by the record's element.
+_PMID_PATHS = {
+    "PubmedArticle": "MedlineCitation/PMID",
+    "MedlineCitation": "PMID",
+    "PubmedBookArticle": "BookDocument/PMID",
+}
+
+
+def _pmid_version(pmid: etree._Element | None, number: str | None) -> int:
+    """The ``Version`` attribute of a PMID element (NLM's DTD requires it; 1 when missing).
+
+    :param number: the PMID, for the error.
+    :raises RecordError: it is not a whole number from 1 to ``PMID_VERSION_MAX``.
+    """
+    raw = _norm(pmid.get("Version")) if pmid is not None else ""
+    if not raw:
+        return 1
+    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= PMID_VERSION_MAX:
+        return int(raw)
+    message = f"must be a whole number from 1 to {PMID_VERSION_MAX}"
+    raise RecordError(
+        f"PMID {number} has Version {raw[:40]!r}: it {message}",
+        [{"field": "pmid_version", "message": message, "value": raw[:120]}],
+        pmid=number,
+    )
+
+
 def _deletion(root: etree._Element) -> Deletion:
-    pmids = [_text(p) for p in root.iterchildren("PMID")]
-    if len(pmids) != 1:
+    elements = list(root.iterchildren("PMID"))
+    if len(elements) != 1:
         raise RecordError(
-            f"a DeleteCitation record must hold one PMID, this one holds {len(pmids)}"
+            f"a DeleteCitation record must hold one PMID, this one holds {len(elements)}"
         )
+    pmid = _text(elements[0])
     try:
-        return Deletion(pmid=pmids[0])
+        return Deletion(pmid=pmid, pmid_version=_pmid_version(elements[0], pmid))
     except ValidationError:
         raise RecordError(
-            f"DeleteCitation PMID {pmids[0]!r} must be digits only",
-            [{"field": "pmid", "message": "must be digits only", "value": pmids[0][:120]}],
+            f"DeleteCitation PMID {pmid!r} must be digits only",
+            [{"field": "pmid", "message": "must be digits only", "value": pmid[:120]}],
         ) from None
 
 
@@ -610,7 +640,13 @@ def xml_record_to_document(text: str) -> Document | Deletion:
             f"<{root.tag}> has no PMID",
             [{"field": "pmid", "message": "is required but the record has none", "value": None}],
         )
-    return build_document(fields)
+    document = build_document(fields)
+    version = _pmid_version(root.find(_PMID_PATHS[root.tag]), document.pmid)
+    if version == 1:
+        return document
+    # Rare (a few journals version their articles), so validated a second time rather than
+    # given a field the MEDLINE text form, which has no version, would need too.
+    return Document.from_body({**document.index_body(), "pmid_version": version})
 
 
 def xml_record_span_to_document(data: bytes, start: int, end: int) -> Document | Deletion:

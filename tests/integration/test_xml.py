@@ -2,7 +2,8 @@
 
 Same citation as text and as XML → the same indexed document; an update file revises and
 deletes; a stale revision arriving last, of an article or of a book chapter, does not win and is
-counted, not dead-lettered.
+counted, not dead-lettered; a later version of a versioned citation wins over any revision of an
+earlier one, and the delete of an earlier version leaves it.
 """
 
 from __future__ import annotations
@@ -118,6 +119,56 @@ def test_an_update_file_revises_and_deletes_and_a_stale_revision_does_not_win(
     assert sources(stack)["502"]["title"] == "Revised title of 502."
     version = stack.es.get(index=stack.settings.index, id="502")["_version"]
     assert version == 20240601
+
+
+def test_a_later_version_of_a_citation_wins_and_the_delete_of_an_earlier_one_leaves_it(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    workers.start(concurrency=2)
+    baseline = write_xml(
+        tmp_path / "pubmed25n0001.xml",
+        article_set([pubmed_article(p, revised="20200101") for p in (701, 702)]),
+    )
+    # Version 2 carries an older revision date than version 1 had: it wins all the same.
+    second_versions = write_xml(
+        tmp_path / "pubmed25n1300.xml",
+        article_set(
+            [
+                pubmed_article(701, title="Version 2 of 701.", revised="20190101", version=2),
+                pubmed_article(702, title="Version 2 of 702.", version=2),
+            ]
+        ),
+    )
+    late_first_version = write_xml(
+        tmp_path / "late.xml",
+        article_set([pubmed_article(701, title="A late fix of version 1.", revised="20250101")]),
+    )
+    first_version_deleted = write_xml(
+        tmp_path / "pubmed25n1301.xml", article_set([], deletes=[701], delete_version=1)
+    )
+    second_version_deleted = write_xml(
+        tmp_path / "pubmed25n1302.xml", article_set([], deletes=[701, 702], delete_version=2)
+    )
+
+    assert ingest(stack, baseline).indexed == 2
+    assert ingest(stack, second_versions).indexed == 2
+    docs = sources(stack)
+    assert (docs["701"]["title"], docs["701"]["pmid_version"]) == ("Version 2 of 701.", 2)
+    assert stack.es.get(index=stack.settings.index, id="701")["_version"] == 10**8 + 20190101
+
+    late = ingest(stack, late_first_version)
+    assert (late.records, late.indexed, late.skipped_stale) == (1, 0, 1)
+    assert sources(stack)["701"]["title"] == "Version 2 of 701."
+
+    # NLM deleting version 1 leaves version 2, which PubMed shows, in place.
+    kept = ingest(stack, first_version_deleted)
+    assert (kept.records, kept.deleted, kept.skipped_stale, kept.dead_lettered) == (1, 0, 1, 0)
+    assert sources(stack)["701"]["title"] == "Version 2 of 701."
+
+    gone = ingest(stack, second_version_deleted)
+    assert (gone.records, gone.deleted, gone.dead_lettered) == (2, 2, 0)
+    assert "701" not in sources(stack) and "702" not in sources(stack)
+    assert stack.dead_letters.counts() == {"malformed": 0, "rejected": 0, "exhausted": 0}
 
 
 def test_a_bad_xml_record_is_dead_lettered_with_its_offset(

@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas.document import DERIVED_MESH_FIELDS, Document, prune
+from schemas.deletion import Deletion
+from schemas.document import DERIVED_MESH_FIELDS, PMID_VERSION_MAX, Document, prune
 from tests.helpers import sample_documents
 from tests.unit.test_dates import PUBLICATION_DATES
 from worker import documents
@@ -329,6 +330,40 @@ def test_the_revision_version_falls_back_to_completed_then_a_books_drdt_then_zer
     both = record_to_document("PMID- 1\nTI  - T.\nDRDT- 20230511\nLR  - 20240101")
     assert (both.book_revised, both.revision_version()) == (date(2023, 5, 11), 20240101)
     assert record_to_document("PMID- 1\nTI  - T.").revision_version() == 0
+
+
+_DAYS = st.dates(date(1, 1, 1), date(9999, 12, 31))
+
+
+@given(
+    version=st.integers(1, PMID_VERSION_MAX),
+    day=st.one_of(st.none(), _DAYS),
+    other_version=st.integers(1, PMID_VERSION_MAX),
+    other_day=st.one_of(st.none(), _DAYS),
+)
+def test_a_later_pmid_version_outranks_every_revision_of_an_earlier_one_and_survives_its_delete(
+    version: int, day: date | None, other_version: int, other_day: date | None
+) -> None:
+    def document(v: int, revised: date | None) -> Document:
+        return Document(pmid="7", title="T.", pmid_version=v if v > 1 else None, revised=revised)
+
+    ours, other = document(version, day), document(other_version, other_day)
+    if version > other_version:
+        assert ours.revision_version() > other.revision_version()
+    # Elasticsearch deletes at external_gte when the delete's version is at least the
+    # document's: a DeleteCitation of one version removes it and the ones before, no later one.
+    deletes = Deletion(pmid="7", pmid_version=other_version).external_version() >= (
+        ours.revision_version()
+    )
+    assert deletes == (version <= other_version)
+
+
+def test_a_version_one_citation_keeps_its_date_as_its_version_and_no_version_field() -> None:
+    doc = record_to_document("PMID- 1\nTI  - T.\nLR  - 20240101")
+    assert doc.pmid_version is None and "pmid_version" not in doc.index_body()
+    assert doc.revision_version() == 20240101
+    with pytest.raises(ValidationError):
+        Document(pmid="1", title="T.", pmid_version=1)
 
 
 def test_a_drdt_that_is_not_a_date_is_kept_as_written_and_orders_nothing() -> None:

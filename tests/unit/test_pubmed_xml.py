@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import fakeredis
+import orjson
 import pytest
 
 from schemas.deletion import Deletion
-from schemas.document import Document
+from schemas.document import PMID_VERSION_MAX, Document
 from schemas.messages import BatchMessage, PackedBatch, RawRecord
 from tests.helpers import DATA
 from tests.pubmed_records import (
@@ -20,6 +21,7 @@ from tests.pubmed_records import (
     delete_citation,
     medline_citation,
     pubmed_article,
+    pubmed_book_article,
     write_xml,
 )
 from worker.documents import record_to_document
@@ -208,6 +210,29 @@ def test_delete_citation_is_one_deletion_per_pmid(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("record", [pubmed_article, pubmed_book_article], ids=["article", "book"])
+def test_a_versioned_citation_keeps_its_version_which_outranks_any_revision_date(
+    record: Callable[..., str],
+) -> None:
+    first = xml_record_to_document(record(9, revised="20240601"))
+    second = xml_record_to_document(record(9, title="Version 2.", revised="20200101", version=2))
+    assert isinstance(first, Document) and isinstance(second, Document)
+    assert first.pmid_version is None and "pmid_version" not in first.index_body()
+    assert second.pmid_version == 2 and second.title == "Version 2."
+    assert orjson.loads(second.index_json())["pmid_version"] == 2
+    assert first.revision_version() == 20240601
+    assert second.revision_version() == 10**8 + 20200101
+    # Everything else is the version-1 mapping of the same fields.
+    same = xml_record_to_document(record(9, title="Version 2.", revised="20200101"))
+    assert {**same.index_body(), "pmid_version": 2} == second.index_body()
+
+
+def test_a_delete_citation_names_the_version_it_deletes(tmp_path: Path) -> None:
+    path = write_xml(tmp_path / "u.xml", article_set([], deletes=[4], delete_version=3))
+    (record,) = xml_records(path)
+    assert xml_record_to_document(record.text) == Deletion(pmid="4", pmid_version=3)
+
+
 @pytest.mark.parametrize(
     ("text", "reason", "pmid"),
     [
@@ -226,6 +251,10 @@ def test_delete_citation_is_one_deletion_per_pmid(tmp_path: Path) -> None:
         ("<Other><PMID>5</PMID></Other>", "not a PubMed record: <Other>", None),
         ("<PubmedArticle><PubmedData/></PubmedArticle>", "no <MedlineCitation>", None),
         (delete_citation(["x9"]), "digits only", None),
+        (medline_citation(16, version=0), "Version '0'", "16"),
+        (pubmed_article(17).replace('Version="1"', 'Version="v2"'), "Version 'v2'", "17"),
+        (pubmed_book_article(18, version=PMID_VERSION_MAX + 1), "from 1 to 32767", "18"),
+        (delete_citation([19], version=0), "Version '0'", "19"),
         (delete_citation([1, 2]), "one PMID", None),
     ],
 )
