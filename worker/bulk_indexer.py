@@ -36,9 +36,6 @@ VERSION_CONFLICT = 409
 #: The parts of a _bulk response the indexer reads; the rest (ids, versions, shards, seq_no)
 #: would be serialised by Elasticsearch and parsed here for nothing.
 BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
-#: _bulk requests a :class:`BulkWriter` keeps in flight: one being indexed while the caller
-#: parses the next chunk, and one more to cover Elasticsearch's per-request translog sync.
-BULK_IN_FLIGHT = 2
 
 Operation = Literal["index", "delete"]
 
@@ -141,11 +138,12 @@ def _default(name: str) -> Any:
 
 @dataclass(frozen=True)
 class BulkLimits:
-    """Chunking and item-retry limits (the ``MEDLINE_BULK_*`` and ``MEDLINE_ITEM_*`` settings);
-    each defaults to its setting's default."""
+    """Chunking, concurrency and item-retry limits (the ``MEDLINE_BULK_*`` and
+    ``MEDLINE_ITEM_*`` settings); each defaults to its setting's default."""
 
     chunk_docs: int = _default("bulk_chunk_docs")
     chunk_bytes: int = _default("bulk_chunk_bytes")
+    in_flight: int = _default("bulk_in_flight")
     item_retries: int = _default("item_retries")
     backoff_initial: float = _default("item_backoff_initial")
     backoff_max: float = _default("item_backoff_max")
@@ -156,6 +154,7 @@ class BulkLimits:
         return cls(
             chunk_docs=settings.bulk_chunk_docs,
             chunk_bytes=settings.bulk_chunk_bytes,
+            in_flight=settings.bulk_in_flight,
             item_retries=settings.item_retries,
             backoff_initial=settings.item_backoff_initial,
             backoff_max=settings.item_backoff_max,
@@ -250,7 +249,8 @@ class BulkWriter:
     Use as a context manager: :meth:`submit` as actions become ready, then :meth:`result`.
     Leaving the block waits for every chunk sent (none is abandoned half-written).
 
-    :param in_flight: most _bulk requests (with their item retries) at a time.
+    :param in_flight: most _bulk requests (with their item retries) at a time; default
+        ``limits.in_flight``.
     Other parameters as for :func:`bulk_write`.
     """
 
@@ -260,13 +260,15 @@ class BulkWriter:
         index: str,
         limits: BulkLimits,
         *,
-        in_flight: int = BULK_IN_FLIGHT,
+        in_flight: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         observe: RequestObserver | None = None,
     ) -> None:
         self._write = lambda chunk: _write_chunk(client, index, chunk, limits, sleep, observe)
         self._limits = limits
-        self._pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="medline-bulk")
+        self._pool = ThreadPoolExecutor(
+            max_workers=in_flight or limits.in_flight, thread_name_prefix="medline-bulk"
+        )
         self._sent: list[Future[BulkResult]] = []
 
     def __enter__(self) -> BulkWriter:

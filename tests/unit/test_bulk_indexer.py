@@ -6,6 +6,7 @@ this module's decisions per status. Real indexing is proved in tests/integration
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from worker.bulk_indexer import (
     chunk_actions,
     request_body,
 )
+from worker.settings import Settings
 
 
 def action(i: int, size: int = 10, **kw: Any) -> BulkAction:
@@ -147,3 +149,41 @@ def test_the_writer_raises_a_chunk_failure_after_the_others_finish() -> None:
         with pytest.raises(TransientBulkError, match=r"\[503\]"):
             writer.result()
     assert client.sent == [["0"], ["1"]]
+
+
+class OverlapClient:
+    """Answers every bulk call at once with success, noting how many were in flight together;
+    each call first waits up to ``linger`` seconds for another to join it."""
+
+    def __init__(self, linger: float) -> None:
+        self.linger = linger
+        self.in_flight = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+        self.joined = threading.Event()
+
+    def bulk(self, operations: bytes, **_: Any) -> dict[str, Any]:
+        with self.lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            if self.in_flight > 1:
+                self.joined.set()
+        self.joined.wait(self.linger)
+        with self.lock:
+            self.in_flight -= 1
+        return {"errors": False}
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_the_writer_keeps_as_many_requests_in_flight_as_the_setting_says(in_flight: int) -> None:
+    limits = BulkLimits.from_settings(Settings(bulk_in_flight=in_flight, bulk_chunk_docs=1))
+    # Two requests overlap at once when allowed; one at a time lingers its full second first.
+    client = OverlapClient(linger=30 if in_flight > 1 else 1)
+    with BulkWriter(client, "idx", limits) as writer:  # type: ignore[arg-type]
+        writer.submit([action(0), action(1)])
+        assert len(writer.result().written) == 2
+    assert client.peak == in_flight
+
+
+def test_one_request_in_flight_per_process_is_the_default() -> None:
+    assert Settings().bulk_in_flight == BulkLimits().in_flight == 1
