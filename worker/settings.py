@@ -123,8 +123,9 @@ class Settings(BaseSettings):
     # One: a process parses its next chunk while Elasticsearch indexes this one, and the node
     # holds one request per worker process. Two (until 2026-12-07) put four requests of 1,000
     # documents in the node at once with two processes: more heap garbage (its GC pauses 8-11
-    # against 5-7 µs per document), more CPU per document, and one gave 1.025x and 1.052x the
-    # records/s of two on a shared 2-core host (bench_settings.py, 7 of 8 rounds).
+    # against 5-8 µs per document), and one gave 1.052x, 1.025x and 0.988x the records/s of
+    # two in three interleaved runs on a shared 2-core host (bench_settings.py; 9 of 13 rounds
+    # won, 1.028x in the median of the rounds): a small gain at most, and less heap churn.
     bulk_in_flight: int = Field(
         1,
         ge=1,
