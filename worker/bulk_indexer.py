@@ -243,15 +243,13 @@ def _write_chunk(
 
 
 class BulkWriter:
-    """Writes chunks of actions from background threads, ``in_flight`` at a time, so that the
-    caller can prepare the next chunk while Elasticsearch indexes the previous ones.
+    """Writes chunks of actions from background threads, ``limits.in_flight`` at a time, so
+    that the caller can prepare the next chunk while Elasticsearch indexes the previous ones.
 
     Use as a context manager: :meth:`submit` as actions become ready, then :meth:`result`.
     Leaving the block waits for every chunk sent (none is abandoned half-written).
 
-    :param in_flight: most _bulk requests (with their item retries) at a time; default
-        ``limits.in_flight``.
-    Other parameters as for :func:`bulk_write`.
+    Parameters as for :func:`bulk_write`.
     """
 
     def __init__(
@@ -260,14 +258,13 @@ class BulkWriter:
         index: str,
         limits: BulkLimits,
         *,
-        in_flight: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         observe: RequestObserver | None = None,
     ) -> None:
         self._write = lambda chunk: _write_chunk(client, index, chunk, limits, sleep, observe)
         self._limits = limits
         self._pool = ThreadPoolExecutor(
-            max_workers=in_flight or limits.in_flight, thread_name_prefix="medline-bulk"
+            max_workers=limits.in_flight, thread_name_prefix="medline-bulk"
         )
         self._sent: list[Future[BulkResult]] = []
 

@@ -130,7 +130,7 @@ def test_sizes_and_the_request_body_agree() -> None:
 def test_the_writer_sorts_every_chunk_into_one_result_in_order() -> None:
     client = ScriptedClient([201, 201], [409, 201], [400])
     actions = [action(0), action(1), action(2, version=1), action(3), action(4)]
-    with BulkWriter(client, "idx", BulkLimits(chunk_docs=2), in_flight=1) as writer:  # type: ignore[arg-type]
+    with BulkWriter(client, "idx", BulkLimits(chunk_docs=2, in_flight=1)) as writer:  # type: ignore[arg-type]
         writer.submit(actions[:4])
         writer.submit(actions[4:])
         result = writer.result()
@@ -143,7 +143,7 @@ def test_the_writer_sorts_every_chunk_into_one_result_in_order() -> None:
 def test_the_writer_raises_a_chunk_failure_after_the_others_finish() -> None:
     client = ScriptedClient([503], [201])
     with BulkWriter(  # type: ignore[arg-type]
-        client, "idx", BulkLimits(chunk_docs=1, item_retries=0), in_flight=1, sleep=lambda s: None
+        client, "idx", BulkLimits(chunk_docs=1, item_retries=0, in_flight=1), sleep=lambda s: None
     ) as writer:
         writer.submit([action(0), action(1)])
         with pytest.raises(TransientBulkError, match=r"\[503\]"):
