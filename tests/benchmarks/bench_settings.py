@@ -6,7 +6,8 @@ Run on demand, against the local services (``deploy/local/services up``)::
         NAME:MEDLINE_X=V[,MEDLINE_Y=W] ...
 
 for instance ``nice0:MEDLINE_WORKER_NICE=0 nice10:MEDLINE_WORKER_NICE=10``. Each variant runs
-(c) of ``bench_pipeline.py`` (``enqueue --wait`` and two worker processes, into a fresh index)
+(c) of ``bench_pipeline.py`` (``enqueue --wait`` and ``--workers`` worker processes, or the
+variant's ``MEDLINE_WORKER_CONCURRENCY``, into a fresh index)
 with its settings in the environment of the producer and the workers, over the same generated
 corpus. The variants run in turn, round after round, in the opposite order every other round,
 so that the machine's drift falls on all of them alike. It prints records/s and the CPU per
@@ -76,7 +77,8 @@ def compare(variants: Variants, records: int, rounds: int, workers: int) -> dict
             for name in order:
                 env = dict(variants[name])
                 batch = int(env.get("MEDLINE_BATCH_RECORDS", settings.batch_records))
-                run = run_pipeline(settings, es, corpus, records, workers, batch, tmp, **env)
+                processes = int(env.get("MEDLINE_WORKER_CONCURRENCY", workers))
+                run = run_pipeline(settings, es, corpus, records, processes, batch, tmp, **env)
                 rates[name].append(run.rate)
                 services = ", ".join(f"{n} {us:.0f}" for n, us in run.service_us.items())
                 print(
@@ -109,7 +111,12 @@ def main() -> None:
     )
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="worker processes (a variant's MEDLINE_WORKER_CONCURRENCY overrides it)",
+    )
     args = parser.parse_args()
     variants = dict(args.variants)
     if len(variants) != len(args.variants):
