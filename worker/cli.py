@@ -7,6 +7,7 @@ stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from worker import native
 from worker.errors import ConfigurationError, MedlineIngestError
 from worker.malloc_tuning import keep_freed_memory
 from worker.process_priority import DEFAULT_WORKER_NICE, MAX_NICE, lower_priority
-from worker.settings import Settings, get_settings, redact_url
+from worker.settings import Settings, get_settings, redact_url, worker_defaults
 
 if TYPE_CHECKING:
     from worker.producer import Publisher
@@ -325,6 +326,14 @@ def worker(
     """
     # Settings first: a bad MEDLINE_* value is one line, not a traceback from the app's import.
     settings = _settings()
+    pool = pool or settings.worker_pool
+    processes = concurrency or settings.worker_concurrency
+    # Before the app and the runtime read the settings: they read them afresh from the
+    # environment, which the pool processes inherit.
+    defaults = worker_defaults(settings, pool, processes or os.cpu_count() or 1)
+    if defaults:
+        os.environ.update(defaults)
+        get_settings.cache_clear()
 
     from celery.signals import setup_logging
 
@@ -338,13 +347,13 @@ def worker(
     def _use_our_logging(**_: Any) -> None:
         configure_logging(settings)
 
-    argv = ["worker", "-Q", settings.ingest_queue, "--pool", pool or settings.worker_pool]
+    argv = ["worker", "-Q", settings.ingest_queue, "--pool", pool]
     # Gossip and mingle exchange state between workers that this program never reads (elections,
     # revoked task ids); restarting gossip after a lost broker connection is also where Celery
     # fails ("Error on restarting Gossip"), so the consumer comes back without them.
     argv += ["--without-gossip", "--without-mingle"]
-    if concurrency or settings.worker_concurrency:
-        argv += ["--concurrency", str(concurrency or settings.worker_concurrency)]
+    if processes:
+        argv += ["--concurrency", str(processes)]
     if hostname:
         argv += ["--hostname", hostname]
     argv += ["--loglevel", settings.log_level, *celery_args]

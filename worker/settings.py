@@ -125,12 +125,15 @@ class Settings(BaseSettings):
     # documents in the node at once with two processes: more heap garbage (its GC pauses 8-11
     # against 5-8 µs per document), and one gave 1.052x, 1.025x and 0.988x the records/s of
     # two in three interleaved runs on a shared 2-core host (bench_settings.py; 9 of 13 rounds
-    # won, 1.028x in the median of the rounds): a small gain at most, and less heap churn.
+    # won, 1.028x in the median of the rounds): a small gain at most, and less heap churn. A
+    # worker that handles one batch at a time keeps two unless this is set (worker_defaults).
     bulk_in_flight: int = Field(
         1,
         ge=1,
         le=16,
-        description="Most _bulk requests a worker process keeps in flight at once.",
+        description="Most _bulk requests a worker process keeps in flight at once; a worker "
+        "that handles one batch at a time (one process, or the solo pool) keeps 2 unless this "
+        "is set.",
     )
     max_record_bytes: int = Field(
         2 * 1024 * 1024,
@@ -282,6 +285,28 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+#: Bulk requests in flight for a worker that indexes one batch at a time, unless
+#: MEDLINE_BULK_IN_FLIGHT says otherwise: with one, Elasticsearch indexes that worker's
+#: requests on one core while the process parses the next chunk. Two gave 1.30x the records/s
+#: with one process beside a 2-core node (bench_settings.py --workers 1, 3 rounds of 3 won).
+ONE_BATCH_AT_A_TIME_IN_FLIGHT = 2
+
+
+def worker_defaults(settings: Settings, pool: str, batches_at_once: int) -> dict[str, str]:
+    """The ``MEDLINE_*`` variables a worker sets for itself before it starts, from what it
+    runs: two bulk requests in flight when it handles one batch at a time (the ``solo`` pool,
+    or one process or thread) and ``MEDLINE_BULK_IN_FLIGHT`` is not set.
+
+    :param pool: the Celery pool the worker runs.
+    :param batches_at_once: its processes (or threads) as given or defaulted.
+    :returns: variable → value, empty when the settings stand as they are.
+    """
+    one_at_a_time = pool == "solo" or batches_at_once == 1
+    if one_at_a_time and "bulk_in_flight" not in settings.model_fields_set:
+        return {f"{ENV_PREFIX}BULK_IN_FLIGHT": str(ONE_BATCH_AT_A_TIME_IN_FLIGHT)}
+    return {}
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from elasticsearch.serializer import OrjsonSerializer
 from pydantic import ValidationError
@@ -9,7 +11,7 @@ from pydantic import ValidationError
 from worker.errors import ConfigurationError
 from worker.es_client import client_options, make_client
 from worker.redis_client import broker_url_with_password, make_redis
-from worker.settings import Settings, redact_url
+from worker.settings import Settings, get_settings, redact_url, worker_defaults
 from worker.tasks import budget_spent, retry_delay
 
 
@@ -126,3 +128,60 @@ def test_the_broker_carries_json_only_and_acks_late() -> None:
     assert config["task_reject_on_worker_lost"] is True
     assert config["worker_prefetch_multiplier"] == 1
     assert config["broker_transport_options"]["visibility_timeout"] == 3600
+
+
+@pytest.mark.parametrize(
+    ("pool", "batches_at_once", "expected"),
+    [
+        ("prefork", 1, {"MEDLINE_BULK_IN_FLIGHT": "2"}),
+        ("solo", 4, {"MEDLINE_BULK_IN_FLIGHT": "2"}),
+        ("threads", 1, {"MEDLINE_BULK_IN_FLIGHT": "2"}),
+        ("prefork", 2, {}),
+        ("threads", 4, {}),
+    ],
+)
+def test_a_worker_that_handles_one_batch_at_a_time_keeps_two_bulk_requests_in_flight(
+    pool: str, batches_at_once: int, expected: dict[str, str]
+) -> None:
+    assert worker_defaults(Settings(), pool, batches_at_once) == expected
+
+
+def test_a_bulk_in_flight_that_is_set_is_kept_even_for_one_batch_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert worker_defaults(Settings(bulk_in_flight=1), "prefork", 1) == {}
+    monkeypatch.setenv("MEDLINE_BULK_IN_FLIGHT", "1")
+    assert worker_defaults(Settings(), "solo", 1) == {}
+
+
+@pytest.mark.parametrize(("processes", "in_flight"), [("1", 2), ("2", 1)])
+def test_the_worker_command_applies_its_defaults_before_the_pool_reads_the_settings(
+    monkeypatch: pytest.MonkeyPatch, processes: str, in_flight: int
+) -> None:
+    from click.testing import CliRunner
+
+    from worker import cli
+    from worker.bulk_indexer import BulkLimits
+    from worker.celery_app import app
+
+    seen: list[tuple[list[str], int]] = []
+
+    def worker_main(argv: list[str]) -> None:
+        # What a pool process would read: the settings afresh, from the environment.
+        seen.append((argv, BulkLimits.from_settings(get_settings()).in_flight))
+
+    # Set, then unset: monkeypatch then removes what the command sets in this process.
+    monkeypatch.setenv("MEDLINE_BULK_IN_FLIGHT", "1")
+    monkeypatch.delenv("MEDLINE_BULK_IN_FLIGHT")
+    monkeypatch.setattr(app, "worker_main", worker_main)
+    monkeypatch.setattr(cli, "lower_priority", lambda nice: None)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli.main, ["worker", "-c", processes])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    ((argv, limit),) = seen
+    assert argv[argv.index("--concurrency") + 1] == processes
+    assert limit == in_flight
+    assert os.environ.get("MEDLINE_BULK_IN_FLIGHT") == ("2" if processes == "1" else None)
