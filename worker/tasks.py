@@ -23,7 +23,7 @@ from redis import RedisError
 
 from schemas.dead_letter import DeadLetter
 from schemas.messages import PackedBatch, RawRecord
-from worker.bulk_indexer import backoff_delay
+from worker.bulk_indexer import BulkLimits, backoff_delay
 from worker.celery_app import INGEST_TASK, SCAN_INBOX_TASK, app, batch_publisher
 from worker.errors import ConfigurationError
 from worker.inbox import inbox_job_completed, scan_inbox
@@ -88,6 +88,19 @@ def _tune_main_process_without_prefork(sender: Any = None, **_: Any) -> None:
     # worker_process_init never fires.
     if sender is not None and not isinstance(getattr(sender, "pool", None), PreforkTaskPool):
         _tune_for_batches()
+
+
+@worker_ready.connect
+def _log_bulk_limits(**_: Any) -> None:
+    # What the worker writes with, including what it worked out for itself (worker_defaults).
+    limits = BulkLimits.from_settings(get_runtime().settings)
+    log.info(
+        "bulk requests of up to %d documents or %d bytes, %d in flight per batch",
+        limits.chunk_docs,
+        limits.chunk_bytes,
+        limits.in_flight,
+        extra={"event": "bulk_limits", "in_flight": limits.in_flight},
+    )
 
 
 def reap_interval(settings: Settings) -> float:

@@ -430,3 +430,26 @@ def test_a_worker_and_its_pool_run_below_elasticsearch_unless_told_otherwise(
             what="the worker's two pool processes",
         )
         assert [niceness(pid) for pid in [worker.proc.pid, *pool]] == [expected] * (len(pool) + 1)
+
+
+def test_a_worker_of_one_process_keeps_two_bulk_requests_in_flight_unless_told(
+    workers: WorkerFactory,
+) -> None:
+    # Real worker processes, started by the CLI as operators start them: the log says what
+    # each writes with.
+    cases = {
+        "one process": (workers.start(concurrency=1), 2),
+        "two processes": (workers.start(concurrency=2), 1),
+        "one process, set": (workers.start(concurrency=1, MEDLINE_BULK_IN_FLIGHT="1"), 1),
+    }
+    said = {}
+    for name, (worker, _) in cases.items():
+        line = wait_for(
+            lambda w=worker: next(
+                (x for x in w.log().splitlines() if "in flight per batch" in x), None
+            ),
+            timeout=60,
+            what=f"the bulk limits in the log of the worker with {name}",
+        )
+        said[name] = int(line.split(" in flight per batch")[0].rsplit(" ", 1)[1])
+    assert said == {name: expected for name, (_, expected) in cases.items()}
