@@ -568,14 +568,6 @@ def _quote(text: str) -> str:
 _PMID_IN_TEXT = re.compile(r"<PMID[^>]*>\s*([0-9]+)\s*</PMID>")
 
 
-#: Where a record's own PMID element is, by the record's element.
-_PMID_PATHS = {
-    "PubmedArticle": "MedlineCitation/PMID",
-    "MedlineCitation": "PMID",
-    "PubmedBookArticle": "BookDocument/PMID",
-}
-
-
 def _pmid_version(pmid: etree._Element | None, number: str | None) -> int:
     """The ``Version`` attribute of a PMID element (NLM's DTD requires it; 1 when missing).
 
@@ -634,14 +626,14 @@ def xml_record_to_document(text: str) -> Document | Deletion:
     root = _parse(text)
     if root.tag == "DeleteCitation":
         return _deletion(root)
-    fields = _record_fields(root)
+    fields, pmid = _record_fields(root)
     if not fields or fields[0][0] != "PMID":
         raise RecordError(
             f"<{root.tag}> has no PMID",
             [{"field": "pmid", "message": "is required but the record has none", "value": None}],
         )
     document = build_document(fields)
-    version = _pmid_version(root.find(_PMID_PATHS[root.tag]), document.pmid)
+    version = _pmid_version(pmid, document.pmid)
     if version == 1:
         return document
     # Rare (a few journals version their articles), so validated a second time rather than
@@ -655,16 +647,18 @@ def xml_record_span_to_document(data: bytes, start: int, end: int) -> Document |
     return xml_record_to_document(data[start:end].decode("utf-8", "replace"))
 
 
-def _record_fields(root: etree._Element) -> Fields:
+def _record_fields(root: etree._Element) -> tuple[Fields, etree._Element | None]:
+    """A record's MEDLINE fields and its own PMID element (whose ``Version`` the fields do
+    not carry). :raises RecordError: not a citation."""
     if root.tag == "PubmedArticle":
         citation = root.find("MedlineCitation")
         if citation is None:
             raise RecordError("<PubmedArticle> has no <MedlineCitation>")
-        return citation_fields(citation, root.find("PubmedData"))
+        return citation_fields(citation, root.find("PubmedData")), citation.find("PMID")
     if root.tag == "MedlineCitation":
-        return citation_fields(root)
+        return citation_fields(root), root.find("PMID")
     if root.tag == "PubmedBookArticle":
-        return book_fields(root)
+        return book_fields(root), root.find("BookDocument/PMID")
     text = etree.tostring(root, encoding="unicode")
     raise RecordError(f"not a PubMed record: <{root.tag}> in {_quote(text)!r}")
 
@@ -672,4 +666,4 @@ def _record_fields(root: etree._Element) -> Fields:
 def xml_record_to_fields(text: str) -> Fields:
     """The MEDLINE fields of one XML record, e.g. to print it with
     :func:`worker.medline_text.format_record`. :raises RecordError: not a citation."""
-    return _record_fields(_parse(text))
+    return _record_fields(_parse(text))[0]

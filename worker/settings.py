@@ -131,7 +131,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=16,
-        description="Most _bulk requests a worker process keeps in flight at once; a worker "
+        description="Most _bulk requests in flight at once for each batch being indexed (a "
+        "prefork process indexes one batch at a time, a threads pool one per thread); a worker "
         "that handles one batch at a time (one process, or the solo pool) keeps 2 unless this "
         "is set.",
     )

@@ -210,7 +210,11 @@ def test_delete_citation_is_one_deletion_per_pmid(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("record", [pubmed_article, pubmed_book_article], ids=["article", "book"])
+@pytest.mark.parametrize(
+    "record",
+    [pubmed_article, medline_citation, pubmed_book_article],
+    ids=["article", "bare-citation", "book"],
+)
 def test_a_versioned_citation_keeps_its_version_which_outranks_any_revision_date(
     record: Callable[..., str],
 ) -> None:
