@@ -70,9 +70,9 @@ CEILING_CONCURRENCY = max(2, os.cpu_count() or 2)
 SCALING_BATCH_SIZES = (500, 1000, 2000)
 #: Documents per probe of a ceiling batch size.
 PROBE_DOCS = 20_000
-#: Loads of the probe per bulk size, in ascending then descending order of size: with one pass
-#: upward, the node's warming up and drift favoured the last sizes, and on 2026-12-07 it picked
-#: 4,000, which then lost to 1,000 over the full corpus in 3 rounds of 3 (1.02-1.07x).
+#: Loads of the probe per bulk size, in ascending then descending order of size: one pass
+#: upward could not tell sizes a few per cent apart on a shared machine, and on 2026-12-07 it
+#: picked 4,000, which then lost to 1,000 over the full corpus in 3 rounds of 3 (1.02-1.07x).
 PROBE_PASSES = 2
 #: Seconds the ceiling's full run should take at least (the issue's "at least 30 s of
 #: indexing"): with ``--records`` unset, the corpus is sized from the probe's best rate.
@@ -327,7 +327,9 @@ def best_bulk_size(
             )
     best_size = min(seconds, key=lambda size: seconds[size])
     best_rate = PROBE_PASSES * len(probe) / seconds[best_size]
-    print(f"    ceiling bulk size: {best_size} ({best_rate:.0f} docs/s over the passes)")
+    print(
+        f"    ceiling bulk size: {best_size} ({best_rate:.0f} docs/s over the passes)", flush=True
+    )
     return best_size, best_rate
 
 
