@@ -489,7 +489,11 @@ def _invalid(exc: ValidationError, pmid: Any) -> RecordError:
     return RecordError(_reason(errors), errors, pmid=_quote(pmid) or None)
 
 
-def _from_json(body_json: bytes) -> Document:
+def document_from_json(body_json: bytes) -> Document:
+    """The document an index body made by the compiled parser validates into.
+
+    :raises RecordError: the body is not a valid document, as :func:`build_document` says.
+    """
     try:
         return Document.from_json(body_json)
     except ValidationError as exc:
@@ -507,7 +511,7 @@ def build_document(fields: list[tuple[str, str]]) -> Document:
     """
     parser = compiled_parser()
     if parser is not None:
-        return _from_json(parser.fields_body_json(fields))
+        return document_from_json(parser.fields_body_json(fields))
     body = _fields_to_body(fields)
     try:
         return Document.from_body(body)
@@ -563,7 +567,7 @@ def _compiled_document(body_json: Callable[..., bytes], *args: object) -> Docume
         body = body_json(*args)
     except native.ParseError as exc:
         raise parse_error(*exc.args) from None
-    return _from_json(body)
+    return document_from_json(body)
 
 
 def _parser_failure(exc: Exception) -> MedlineParseError:

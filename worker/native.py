@@ -76,3 +76,19 @@ def record_splitter(max_record_bytes: int, as_bytes: bool = False) -> Any:
     """
     assert _native is not None
     return _native.RecordSplitter(max_record_bytes, as_bytes)
+
+
+def xml_tables(
+    months: dict[str, int],
+    month_names: dict[int, str],
+    comment_tags: dict[str, str],
+    skipped_ref_types: list[str],
+    stamp_tags: list[tuple[str, str]],
+    version_max: int,
+) -> Any:
+    """The PubMed XML format's tables for the compiled parser's ``xml_fields`` and
+    ``xml_body_json_at`` (only when :func:`enabled`); see :mod:`worker.pubmed_xml`."""
+    assert _native is not None
+    return _native.XmlTables(
+        months, month_names, comment_tags, skipped_ref_types, stamp_tags, version_max
+    )

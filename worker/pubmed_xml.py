@@ -28,8 +28,9 @@ from __future__ import annotations
 import logging
 import re
 from collections import deque
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Iterable, Iterator
+from functools import cache
+from typing import Any, BinaryIO
 
 from lxml import etree
 from pydantic import ValidationError
@@ -37,8 +38,9 @@ from pydantic import ValidationError
 from schemas.deletion import Deletion
 from schemas.document import PMID_VERSION_MAX, Document
 from schemas.messages import RawRecord
+from worker import native
 from worker.dates import MONTHS
-from worker.documents import build_document
+from worker.documents import build_document, compiled_parser, document_from_json
 from worker.errors import MedlineIngestError, RecordError
 
 log = logging.getLogger(__name__)
@@ -206,6 +208,55 @@ def iter_xml_records(stream: BinaryIO) -> Iterator[RawRecord]:
 
 
 # --- mapping ----------------------------------------------------------------------------------
+#
+# Children are looked up through maps built in one pass over an element (:func:`_kids`,
+# :func:`_texts`), not with lxml's ``find``/``findtext``: each of those costs about as much as
+# reading every child of a small element, and a citation needs a few hundred lookups (five per
+# author, per history date...). The lookups below mean exactly what the ElementPath calls
+# they replace meant: first child of a tag, its ``.text``, all children of a path in order.
+
+#: An element's children by tag, in document order.
+Kids = dict[object, list[etree._Element]]
+_NONE: list[etree._Element] = []
+
+
+def _kids(elem: etree._Element | None) -> Kids:
+    """The children of ``elem`` by tag, in order (nothing for None)."""
+    kids: Kids = {}
+    if elem is not None:
+        for child in elem:
+            found = kids.get(child.tag)
+            if found is None:
+                kids[child.tag] = [child]
+            else:
+                found.append(child)
+    return kids
+
+
+def _texts(elem: etree._Element) -> dict[object, str | None]:
+    """The ``.text`` of the first child of each tag: ``findtext`` for every tag at once."""
+    texts: dict[object, str | None] = {}
+    for child in elem:
+        if child.tag not in texts:
+            texts[child.tag] = child.text
+    return texts
+
+
+def _first(kids: Kids, tag: str) -> etree._Element | None:
+    found = kids.get(tag)
+    return found[0] if found else None
+
+
+def _first_text(kids: Kids, tag: str) -> str | None:
+    """``findtext(tag)``: the first child's ``.text`` ('' when it has none), None without one."""
+    found = kids.get(tag)
+    return (found[0].text or "") if found else None
+
+
+def _path(kids: Kids, parent: str, child: str) -> Iterator[etree._Element]:
+    """``iterfind("parent/child")``: every ``child`` of every ``parent``, in order."""
+    for elem in kids.get(parent, _NONE):
+        yield from elem.iterchildren(child)
 
 
 def _norm(text: str | None) -> str:
@@ -230,21 +281,25 @@ def _month_number(value: str) -> str:
 
 def _compact_date(elem: etree._Element | None) -> str:
     """``<Year/><Month/><Day/>`` → ``YYYYMMDD`` (DCOM, LR, DEP)."""
-    if elem is None or not elem.findtext("Year"):
+    if elem is None:
         return ""
-    year = _norm(elem.findtext("Year"))
-    month = _month_number(_norm(elem.findtext("Month")) or "01")
-    day = _two(_norm(elem.findtext("Day")) or "01")
+    texts = _texts(elem)
+    if not texts.get("Year"):
+        return ""
+    year = _norm(texts.get("Year"))
+    month = _month_number(_norm(texts.get("Month")) or "01")
+    day = _two(_norm(texts.get("Day")) or "01")
     return f"{year}{month}{day}"
 
 
 def _stamp(elem: etree._Element) -> str:
     """A ``PubMedPubDate`` → ``YYYY/MM/DD HH:MM``."""
-    year = _norm(elem.findtext("Year"))
-    month = _month_number(_norm(elem.findtext("Month")) or "01")
-    day = _two(_norm(elem.findtext("Day")) or "01")
-    hour = _two(_norm(elem.findtext("Hour")) or "00")
-    minute = _two(_norm(elem.findtext("Minute")) or "00")
+    texts = _texts(elem)
+    year = _norm(texts.get("Year"))
+    month = _month_number(_norm(texts.get("Month")) or "01")
+    day = _two(_norm(texts.get("Day")) or "01")
+    hour = _two(_norm(texts.get("Hour")) or "00")
+    minute = _two(_norm(texts.get("Minute")) or "00")
     return f"{year}/{month}/{day} {hour}:{minute}"
 
 
@@ -252,16 +307,17 @@ def _pub_date(elem: etree._Element | None) -> str:
     """``PubDate`` → the DP string: ``2003 Feb 15``, ``2003 Winter``, or ``MedlineDate`` as is."""
     if elem is None:
         return ""
-    medline_date = _norm(elem.findtext("MedlineDate"))
+    texts = _texts(elem)
+    medline_date = _norm(texts.get("MedlineDate"))
     if medline_date:
         return medline_date
-    parts = [_norm(elem.findtext("Year"))]
-    month = _norm(elem.findtext("Month"))
+    parts = [_norm(texts.get("Year"))]
+    month = _norm(texts.get("Month"))
     if month:
         parts.append(MONTH_NAMES.get(int(month), month) if month.isdigit() else month)
-        parts.append(_norm(elem.findtext("Day")))
+        parts.append(_norm(texts.get("Day")))
     else:
-        parts.append(_norm(elem.findtext("Season")))
+        parts.append(_norm(texts.get("Season")))
     return " ".join(p for p in parts if p)
 
 
@@ -294,28 +350,41 @@ class _Fields:
         if value:
             self.items.append((tag, value))
 
-    def people(self, elems: list[etree._Element], full: str, short: str, affiliation: str) -> None:
+    def people(
+        self, elems: Iterable[etree._Element], full: str, short: str, affiliation: str
+    ) -> None:
         """Authors (FAU/AU/AD/AUID, CN for a group) or investigators (FIR/IR/IRAD/AUID)."""
         for person in elems:
-            last = _norm(person.findtext("LastName"))
+            texts: dict[object, str | None] = {}
+            affiliations: list[etree._Element] = []
+            identifiers: list[etree._Element] = []
+            for child in person:
+                tag = child.tag
+                if tag == "AffiliationInfo":
+                    affiliations.append(child)
+                elif tag == "Identifier":
+                    identifiers.append(child)
+                elif tag not in texts:
+                    texts[tag] = child.text
+            last = _norm(texts.get("LastName"))
             if not last:
-                self.add("CN", person.findtext("CollectiveName"))
+                self.add("CN", texts.get("CollectiveName"))
                 continue
-            fore = _norm(person.findtext("ForeName"))
-            initials = _norm(person.findtext("Initials"))
-            suffix = _norm(person.findtext("Suffix"))
+            fore = _norm(texts.get("ForeName"))
+            initials = _norm(texts.get("Initials"))
+            suffix = _norm(texts.get("Suffix"))
             self.add(full, " ".join(p for p in (f"{last}, {fore}" if fore else last, suffix) if p))
             self.add(short, " ".join(p for p in (last, initials, suffix) if p))
-            for info in person.iterchildren("AffiliationInfo"):
-                self.add(affiliation, info.findtext("Affiliation"))
-            for ident in person.iterchildren("Identifier"):
+            for info in affiliations:
+                self.add(affiliation, _texts(info).get("Affiliation"))
+            for ident in identifiers:
                 source = _norm(ident.get("Source"))
                 value = _text(ident)
                 self.add("AUID", f"{source}: {value}" if source else value)
 
-    def locations(self, parent: etree._Element) -> None:
+    def locations(self, kids: Kids) -> None:
         """LID lines from ``ELocationID``: ``value [doi]``, ``value [pii]``."""
-        for location in parent.iterchildren("ELocationID"):
+        for location in kids.get("ELocationID", _NONE):
             kind = _norm(location.get("EIdType"))
             self.add("LID", f"{_text(location)} [{kind}]" if kind else _text(location))
 
@@ -325,17 +394,18 @@ class _Fields:
             self.add("AB", _abstract(abstract))
             self.add("CI", abstract.findtext("CopyrightInformation"))
 
-    def grants(self, parent: etree._Element) -> None:
+    def grants(self, kids: Kids) -> None:
         """GR lines: ``GrantID/Acronym/Agency/Country``, trailing empty parts left out."""
-        for grant in parent.iterfind("GrantList/Grant"):
-            parts = [_norm(grant.findtext(p)) for p in ("GrantID", "Acronym", "Agency", "Country")]
+        for grant in _path(kids, "GrantList", "Grant"):
+            texts = _texts(grant)
+            parts = [_norm(texts.get(p)) for p in ("GrantID", "Acronym", "Agency", "Country")]
             while parts and not parts[-1]:
                 parts.pop()
             self.add("GR", "/".join(parts))
 
-    def keywords(self, parent: etree._Element) -> None:
+    def keywords(self, kids: Kids) -> None:
         """OTO (the list's owner) then its OT lines, per ``KeywordList``."""
-        for keywords in parent.iterchildren("KeywordList"):
+        for keywords in kids.get("KeywordList", _NONE):
             self.add("OTO", keywords.get("Owner"))
             for keyword in keywords.iterchildren("Keyword"):
                 self.add("OT", _text(keyword))
@@ -397,163 +467,182 @@ def citation_fields(citation: etree._Element, pubmed_data: etree._Element | None
     """The MEDLINE fields of a ``MedlineCitation`` (and its ``PubmedData``), in the order
     PubMed prints them."""
     f = _Fields()
-    article = citation.find("Article")
-    if article is None:
-        article = etree.Element("Article")
-    journal = article.find("Journal")
-    if journal is None:
-        journal = etree.Element("Journal")
-    issue = journal.find("JournalIssue")
-    info = citation.find("MedlineJournalInfo")
+    c = _kids(citation)
+    a = _kids(_first(c, "Article"))
+    j = _kids(_first(a, "Journal"))
+    issue = _first(j, "JournalIssue")
+    info_element = _first(c, "MedlineJournalInfo")
+    info = _texts(info_element) if info_element is not None else None
 
-    f.add("PMID", citation.findtext("PMID"))
+    f.add("PMID", _first_text(c, "PMID"))
     f.add("OWN", citation.get("Owner"))
     f.add("STAT", citation.get("Status"))
-    f.add("DA", _compact_date(citation.find("DateCreated")))
-    f.add("DCOM", _compact_date(citation.find("DateCompleted")))
-    f.add("LR", _compact_date(citation.find("DateRevised")))
-    for issn in journal.iterchildren("ISSN"):
+    f.add("DA", _compact_date(_first(c, "DateCreated")))
+    f.add("DCOM", _compact_date(_first(c, "DateCompleted")))
+    f.add("LR", _compact_date(_first(c, "DateRevised")))
+    for issn in j.get("ISSN", _NONE):
         kind = _norm(issn.get("IssnType"))
         f.add("IS", f"{_text(issn)} ({kind})" if kind else _text(issn))
-    if info is not None and info.findtext("ISSNLinking"):
-        f.add("IS", f"{_norm(info.findtext('ISSNLinking'))} (Linking)")
+    if info is not None and info.get("ISSNLinking"):
+        f.add("IS", f"{_norm(info.get('ISSNLinking'))} (Linking)")
     if issue is not None:
-        f.add("VI", issue.findtext("Volume"))
-        f.add("IP", issue.findtext("Issue"))
-        f.add("DP", _pub_date(issue.find("PubDate")))
-    f.add("TI", _text(article.find("ArticleTitle")))
-    pages = _norm(article.findtext("Pagination/MedlinePgn"))
+        i = _kids(issue)
+        f.add("VI", _first_text(i, "Volume"))
+        f.add("IP", _first_text(i, "Issue"))
+        f.add("DP", _pub_date(_first(i, "PubDate")))
+    f.add("TI", _text(_first(a, "ArticleTitle")))
+    pagination = [_texts(p) for p in a.get("Pagination", _NONE)]
+    pages = _norm(_first_path_text(pagination, "MedlinePgn"))
     if not pages:
-        start, end = (_norm(article.findtext(f"Pagination/{p}")) for p in ("StartPage", "EndPage"))
+        start, end = (_norm(_first_path_text(pagination, p)) for p in ("StartPage", "EndPage"))
         pages = f"{start}-{end}" if start and end else start
     f.add("PG", pages)
-    f.locations(article)
-    f.abstract(article.find("Abstract"))
-    f.people(article.findall("AuthorList/Author"), "FAU", "AU", "AD")
-    for language in article.iterchildren("Language"):
+    f.locations(a)
+    f.abstract(_first(a, "Abstract"))
+    f.people(_path(a, "AuthorList", "Author"), "FAU", "AU", "AD")
+    for language in a.get("Language", _NONE):
         f.add("LA", language.text)
-    for bank in article.iterfind("DataBankList/DataBank"):
+    for bank in _path(a, "DataBankList", "DataBank"):
         name = _norm(bank.findtext("DataBankName"))
         for accession in bank.iterfind("AccessionNumberList/AccessionNumber"):
             f.add("SI", f"{name}/{_text(accession)}" if name else _text(accession))
-    f.grants(article)
-    for kind in article.iterfind("PublicationTypeList/PublicationType"):
+    f.grants(a)
+    for kind in _path(a, "PublicationTypeList", "PublicationType"):
         f.add("PT", kind.text)
-    for date in article.iterchildren("ArticleDate"):
+    for date in a.get("ArticleDate", _NONE):
         if _norm(date.get("DateType") or "Electronic") == "Electronic":
             f.add("DEP", _compact_date(date))
-    f.add("TT", _text(article.find("VernacularTitle")))
+    f.add("TT", _text(_first(a, "VernacularTitle")))
     if info is not None:
-        f.add("PL", info.findtext("Country"))
-        f.add("TA", info.findtext("MedlineTA"))
-    f.add("JT", journal.findtext("Title"))
+        f.add("PL", info.get("Country"))
+        f.add("TA", info.get("MedlineTA"))
+    f.add("JT", _first_text(j, "Title"))
     if info is not None:
-        f.add("JID", info.findtext("NlmUniqueID"))
-    for chemical in citation.iterfind("ChemicalList/Chemical"):
+        f.add("JID", info.get("NlmUniqueID"))
+    for chemical in _path(c, "ChemicalList", "Chemical"):
         number = _norm(chemical.findtext("RegistryNumber"))
         name = _text(chemical.find("NameOfSubstance"))
         f.add("RN", f"{number} ({name})" if number else name)
-    for supplement in citation.iterfind("SupplMeshList/SupplMeshName"):
+    for supplement in _path(c, "SupplMeshList", "SupplMeshName"):
         f.add("NM", _text(supplement))
-    for subset in citation.iterchildren("CitationSubset"):
+    for subset in c.get("CitationSubset", _NONE):
         f.add("SB", subset.text)
-    f.add("COIS", _text(citation.find("CoiStatement")))
-    for comment in citation.iterfind("CommentsCorrectionsList/CommentsCorrections"):
+    f.add("COIS", _text(_first(c, "CoiStatement")))
+    for comment in _path(c, "CommentsCorrectionsList", "CommentsCorrections"):
         ref_type = _norm(comment.get("RefType"))
         if ref_type in SKIPPED_REF_TYPES:
             continue
-        ref = _norm(comment.findtext("RefSource"))
-        pmid = _norm(comment.findtext("PMID"))
+        texts = _texts(comment)
+        ref = _norm(texts.get("RefSource"))
+        pmid = _norm(texts.get("PMID"))
         f.add(COMMENT_TAGS.get(ref_type, ref_type or "CC"), f"{ref} PMID: {pmid}" if pmid else ref)
-    for symbol in citation.iterfind("GeneSymbolList/GeneSymbol"):
+    for symbol in _path(c, "GeneSymbolList", "GeneSymbol"):
         f.add("GS", symbol.text)
-    for heading in citation.iterfind("MeshHeadingList/MeshHeading"):
-        descriptor = heading.find("DescriptorName")
-        if descriptor is None:
-            continue
-        names = [("*" if descriptor.get("MajorTopicYN") == "Y" else "") + _text(descriptor)]
-        for qualifier in heading.iterchildren("QualifierName"):
-            star = "*" if qualifier.get("MajorTopicYN") == "Y" else ""
-            names.append(star + _text(qualifier))
-        f.add("MH", "/".join(names))
-    for subject in citation.iterfind("PersonalNameSubjectList/PersonalNameSubject"):
-        last = _norm(subject.findtext("LastName"))
-        fore, initials = _norm(subject.findtext("ForeName")), _norm(subject.findtext("Initials"))
+    for heading in _path(c, "MeshHeadingList", "MeshHeading"):
+        f.add("MH", _mesh_heading(heading))
+    for subject in _path(c, "PersonalNameSubjectList", "PersonalNameSubject"):
+        texts = _texts(subject)
+        last = _norm(texts.get("LastName"))
+        fore, initials = _norm(texts.get("ForeName")), _norm(texts.get("Initials"))
         f.add("FPS", f"{last}, {fore}" if fore else last)
         f.add("PS", " ".join(p for p in (last, initials) if p))
-    f.add("RF", citation.findtext("NumberOfReferences"))
-    for other_id in citation.iterchildren("OtherID"):
+    f.add("RF", _first_text(c, "NumberOfReferences"))
+    for other_id in c.get("OtherID", _NONE):
         source = _norm(other_id.get("Source"))
         f.add("OID", f"{source}: {_text(other_id)}" if source else _text(other_id))
-    f.keywords(citation)
-    for note in citation.iterchildren("GeneralNote"):
+    f.keywords(c)
+    for note in c.get("GeneralNote", _NONE):
         f.add("GN", _text(note))
-    f.people(citation.findall("InvestigatorList/Investigator"), "FIR", "IR", "IRAD")
-    for other in citation.iterchildren("OtherAbstract"):
+    f.people(_path(c, "InvestigatorList", "Investigator"), "FIR", "IR", "IRAD")
+    for other in c.get("OtherAbstract", _NONE):
         kind = _norm(other.get("Type"))
         text = _abstract(other)
         f.add("OAB", f"{kind}: {text}" if kind and text else text)
         f.add("OABL", other.get("Language"))
         f.add("OCI", other.findtext("CopyrightInformation"))
-    for mission in citation.iterchildren("SpaceFlightMission"):
+    for mission in c.get("SpaceFlightMission", _NONE):
         f.add("SFM", mission.text)
-    pmc = mid = None
-    if pubmed_data is not None:
-        f.history(pubmed_data.find("History"))
-        pmc, mid = f.article_ids(pubmed_data.find("ArticleIdList"))
+    p = _kids(pubmed_data)
+    f.history(_first(p, "History"))
+    pmc, mid = f.article_ids(_first(p, "ArticleIdList"))
     f.add("PMC", pmc)
     f.add("MID", mid)
-    if pubmed_data is not None:
-        f.add("PST", pubmed_data.findtext("PublicationStatus"))
+    f.add("PST", _first_text(p, "PublicationStatus"))
     f.add("SO", _source_line(f.items))
     return f.items
+
+
+def _first_path_text(parents: list[dict[object, str | None]], tag: str) -> str | None:
+    """``findtext("Parent/tag")`` over the parents' :func:`_texts`."""
+    for texts in parents:
+        if tag in texts:
+            return texts[tag] or ""
+    return None
+
+
+def _mesh_heading(heading: etree._Element) -> str:
+    """A ``MeshHeading`` as its MH value, ``*Descriptor/Qualifier/*Qualifier``; '' without a
+    descriptor."""
+    descriptor: etree._Element | None = None
+    qualifiers: list[str] = []
+    for child in heading:
+        if child.tag == "DescriptorName":
+            if descriptor is None:
+                descriptor = child
+        elif child.tag == "QualifierName":
+            star = "*" if child.get("MajorTopicYN") == "Y" else ""
+            qualifiers.append(star + _text(child))
+    if descriptor is None:
+        return ""
+    star = "*" if descriptor.get("MajorTopicYN") == "Y" else ""
+    return "/".join([star + _text(descriptor), *qualifiers])
 
 
 def book_fields(book: etree._Element) -> Fields:
     """The MEDLINE fields of a ``PubmedBookArticle`` (book or chapter), as PubMed prints them."""
     f = _Fields()
-    document = book.find("BookDocument")
-    if document is None:
-        document = etree.Element("BookDocument")
-    about = document.find("Book")
-    if about is None:
-        about = etree.Element("Book")
-    data = book.find("PubmedBookData")
-    f.add("PMID", document.findtext("PMID"))
-    f.add("DRDT", _compact_date(document.find("DateRevised")))
-    f.add("CTDT", _compact_date(document.find("ContributionDate")))
-    publisher = about.find("Publisher")
+    b = _kids(book)
+    d = _kids(_first(b, "BookDocument"))
+    about = _kids(_first(d, "Book"))
+    data = _first(b, "PubmedBookData")
+    publisher = _first(about, "Publisher")
+    f.add("PMID", _first_text(d, "PMID"))
+    f.add("DRDT", _compact_date(_first(d, "DateRevised")))
+    f.add("CTDT", _compact_date(_first(d, "ContributionDate")))
     if publisher is not None:
         f.add("PB", publisher.findtext("PublisherName"))
-    f.add("DP", _pub_date(about.find("PubDate")))
-    f.add("TI", _text(document.find("ArticleTitle")))
-    f.add("BTI", _text(about.find("BookTitle")))
-    f.add("CTI", _text(about.find("CollectionTitle")))
-    f.add("VTI", _text(about.find("VolumeTitle")))
-    f.add("EN", about.findtext("Edition"))
-    f.locations(document)
-    f.abstract(document.find("Abstract"))
-    for editors in about.iterfind("AuthorList[@Type='editors']"):
+    f.add("DP", _pub_date(_first(about, "PubDate")))
+    f.add("TI", _text(_first(d, "ArticleTitle")))
+    f.add("BTI", _text(_first(about, "BookTitle")))
+    f.add("CTI", _text(_first(about, "CollectionTitle")))
+    f.add("VTI", _text(_first(about, "VolumeTitle")))
+    f.add("EN", _first_text(about, "Edition"))
+    f.locations(d)
+    f.abstract(_first(d, "Abstract"))
+    for editors in about.get("AuthorList", _NONE):
+        if editors.get("Type") != "editors":
+            continue
         for editor in editors.iterchildren("Author"):
-            last, fore = _norm(editor.findtext("LastName")), _norm(editor.findtext("ForeName"))
+            texts = _texts(editor)
+            last, fore = _norm(texts.get("LastName")), _norm(texts.get("ForeName"))
             f.add("FED", f"{last}, {fore}" if fore else last)
-            f.add("ED", " ".join(p for p in (last, _norm(editor.findtext("Initials"))) if p))
-    for authors in document.iterchildren("AuthorList"):
+            f.add("ED", " ".join(p for p in (last, _norm(texts.get("Initials"))) if p))
+    for authors in d.get("AuthorList", _NONE):
         if authors.get("Type", "authors") == "authors":
-            f.people(authors.findall("Author"), "FAU", "AU", "AD")
-    for language in document.iterchildren("Language"):
+            f.people(authors.iterchildren("Author"), "FAU", "AU", "AD")
+    for language in d.get("Language", _NONE):
         f.add("LA", language.text)
-    f.grants(document)
-    for kind in document.iterfind("PublicationType"):
+    f.grants(d)
+    for kind in d.get("PublicationType", _NONE):
         f.add("PT", kind.text)
     if publisher is not None:
         f.add("PL", publisher.findtext("PublisherLocation"))
-    f.keywords(document)
-    for isbn in about.iterchildren("Isbn"):
+    f.keywords(d)
+    for isbn in about.get("Isbn", _NONE):
         f.add("ISBN", isbn.text)
     if data is not None:
         f.history(data.find("History"))
-    f.article_ids(document.find("ArticleIdList"))
+    f.article_ids(_first(d, "ArticleIdList"))
     if data is not None:
         f.article_ids(data.find("ArticleIdList"))
         f.add("PST", data.findtext("PublicationStatus"))
@@ -604,17 +693,23 @@ def _deletion(root: etree._Element) -> Deletion:
 
 
 def _parse(text: str) -> etree._Element:
-    # A parser per call: lxml parsers must not be shared between threads (threads pool).
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True
-    )
+    """The element of a record's text. :raises RecordError: it is not well-formed XML."""
     try:
-        return etree.fromstring(text.encode("utf-8", "surrogatepass"), parser)
+        return _parse_bytes(text.encode("utf-8", "surrogatepass"))
     except (etree.XMLSyntaxError, ValueError) as exc:
         found = _PMID_IN_TEXT.search(text)
         raise RecordError(
             f"not well-formed XML: {exc}", pmid=found.group(1) if found else None
         ) from None
+
+
+def _parse_bytes(data: bytes) -> etree._Element:
+    """:raises etree.XMLSyntaxError: not well-formed XML, or not UTF-8."""
+    # A parser per call: lxml parsers must not be shared between threads (threads pool).
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True
+    )
+    return etree.fromstring(data, parser)
 
 
 def xml_record_to_document(text: str) -> Document | Deletion:
@@ -623,7 +718,45 @@ def xml_record_to_document(text: str) -> Document | Deletion:
     :raises RecordError: the text is not well-formed XML, not a PubMed record, or not a valid
         document (no PMID, no title...); ``pmid`` is set when it could be read.
     """
-    root = _parse(text)
+    return _root_to_document(_parse(text))
+
+
+def xml_record_span_to_document(data: bytes, start: int, end: int) -> Document | Deletion:
+    """:func:`xml_record_to_document` for the record ``data[start:end]``, UTF-8 as a packed
+    batch holds it (invalid bytes replaced).
+
+    The compiled parser, when built (:mod:`worker.native`), maps the records the producer
+    makes, without a Python object per element; it leaves every other record (a deletion,
+    anything unusual or wrong) to this module, which parses the bytes as they are and
+    decodes them (with replacement) only if that fails.
+    """
+    parser = compiled_parser()
+    if parser is not None:
+        body = parser.xml_body_json_at(data, start, end, _xml_tables())
+        if body is not None:
+            return document_from_json(body)
+    raw = data[start:end]
+    try:
+        root = _parse_bytes(raw)
+    except (etree.XMLSyntaxError, ValueError):
+        root = _parse(raw.decode("utf-8", "replace"))
+    return _root_to_document(root)
+
+
+@cache
+def _xml_tables() -> Any:
+    """This module's tables for the compiled parser."""
+    return native.xml_tables(
+        MONTHS,
+        MONTH_NAMES,
+        COMMENT_TAGS,
+        sorted(SKIPPED_REF_TYPES),
+        list(STAMP_TAGS),
+        PMID_VERSION_MAX,
+    )
+
+
+def _root_to_document(root: etree._Element) -> Document | Deletion:
     if root.tag == "DeleteCitation":
         return _deletion(root)
     fields, pmid = _record_fields(root)
@@ -639,12 +772,6 @@ def xml_record_to_document(text: str) -> Document | Deletion:
     # Rare (a few journals version their articles), so validated a second time rather than
     # given a field the MEDLINE text form, which has no version, would need too.
     return Document.from_body({**document.index_body(), "pmid_version": version})
-
-
-def xml_record_span_to_document(data: bytes, start: int, end: int) -> Document | Deletion:
-    """:func:`xml_record_to_document` for the record ``data[start:end]``, UTF-8 as a packed
-    batch holds it (invalid bytes replaced)."""
-    return xml_record_to_document(data[start:end].decode("utf-8", "replace"))
 
 
 def _record_fields(root: etree._Element) -> tuple[Fields, etree._Element | None]:

@@ -4,7 +4,9 @@ hypothesis-generated records and arbitrary text."""
 
 from __future__ import annotations
 
+import copy
 import io
+import random
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +14,18 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from lxml import etree
 
+from schemas.document import PMID_VERSION_MAX
 from tests.benchmarks.corpus import write_corpus
 from tests.helpers import DATA
+from tests.pubmed_records import medline_citation, pubmed_article, pubmed_book_article
 from tests.unit.conftest import require_native
 from tests.unit.test_dates import PUBLICATION_DATES
 from tests.unit.test_documents import RICH
-from worker import documents, native
+from worker import documents, native, pubmed_xml
 from worker.documents import SIMPLE_TAGS, _fields_to_body
-from worker.errors import ConfigurationError, MedlineParseError
+from worker.errors import ConfigurationError, MedlineParseError, RecordError
 from worker.medline_tags import KNOWN_TAGS
 from worker.medline_text import (
     QUOTE_LIMIT,
@@ -314,3 +319,118 @@ def test_a_worker_insisting_on_the_compiled_parser_refuses_to_start_without_it(
         native.enabled.cache_clear()
     assert result.exit_code == 2
     assert "MEDLINE_PARSER=native but the compiled parser is not built" in result.output
+
+
+# --- PubMed XML -------------------------------------------------------------------------------
+
+#: Values the altered XML records take, chosen to reach every branch of the mapping: blanks,
+#: digits and month names where dates are read, non-ASCII, markup-like text, nothing.
+XML_VALUES = [
+    "  ",
+    " x ",
+    "Y",
+    "12",
+    "Feb",
+    "doi",
+    "2019",
+    "7",
+    "a&b",
+    "<i>",
+    "été",
+    "\u2009sp\xa0",
+]
+XML_VALUES += ["Winter", "0", "99", "Sept", "", None]
+#: Attributes the mapping reads, and values that mean something to it.
+XML_ATTRIBUTES = ["Type", "MajorTopicYN", "IdType", "EIdType", "Source", "DateType", "RefType"]
+XML_ATTRIBUTES += ["Label", "Owner", "PubStatus", "IssnType", "Version", "Language", "Status"]
+XML_ATTRIBUTE_VALUES = ["Y", "N", "editors", "authors", "doi", "pii", "pmc", "mid", "pubmed"]
+XML_ATTRIBUTE_VALUES += ["Cites", "CommentIn", "", "Electronic", "Print", "2", "0", "40000", " 3 "]
+
+
+def altered_xml(root: Any, rng: random.Random, tags: list[str]) -> str:
+    """``root`` after one to six random edits: an element removed, doubled, moved, given a
+    child of a known tag, a text, a tail or an attribute."""
+    for _ in range(rng.randint(1, 6)):
+        element = rng.choice([e for e in root.iter() if e is not root])
+        parent = element.getparent()
+        edit = rng.randrange(8)
+        if edit == 0:
+            parent.remove(element)
+        elif edit == 1:
+            parent.insert(parent.index(element) + 1, copy.deepcopy(element))
+        elif edit == 2:
+            parent.remove(element)
+            parent.insert(rng.randrange(len(parent) + 1), element)
+        elif edit == 3:
+            etree.SubElement(element, rng.choice(tags)).text = rng.choice(XML_VALUES)
+        elif edit == 4:
+            element.set(rng.choice(XML_ATTRIBUTES), rng.choice(XML_ATTRIBUTE_VALUES))
+        elif edit == 5:
+            element.tail = rng.choice(XML_VALUES)
+        else:
+            element.text = rng.choice(XML_VALUES)
+    return etree.tostring(root, encoding="unicode")
+
+
+def python_xml_fields(text: str) -> tuple[list[tuple[str, str]], int] | str:
+    """The reference's fields and PMID version, or what it says is wrong."""
+    try:
+        fields, pmid = pubmed_xml._record_fields(pubmed_xml._parse(text))
+        return fields, pubmed_xml._pmid_version(pmid, fields[0][1] if fields else None)
+    except RecordError as exc:
+        return exc.reason
+
+
+def test_the_compiled_xml_mapping_renders_altered_records_as_the_python_one(compiled: Any) -> None:
+    # Every record the compiled mapping takes must come out exactly as the reference renders
+    # it; the ones it declines go to the reference in the worker. It must take the records
+    # the producer writes, and most altered ones, or declining would pass this test.
+    tables = pubmed_xml._xml_tables()
+    with open_source(DATA / "pubmed-baseline-sample.xml") as stream:
+        records = [r.text for r in pubmed_xml.iter_xml_records(stream)]
+    records += [pubmed_article(1), medline_citation(2), pubmed_book_article(3, version=2)]
+    records += [pubmed_article(4, version=PMID_VERSION_MAX)]
+    for text in records:
+        assert compiled.xml_fields(text, tables) == python_xml_fields(text)
+    roots = [etree.fromstring(text) for text in records]
+    tags = sorted({e.tag for root in roots for e in root.iter()})
+    rng = random.Random(8)
+    taken = 0
+    for _ in range(1500):
+        text = altered_xml(copy.deepcopy(rng.choice(roots)), rng, tags)
+        found = compiled.xml_fields(text, tables)
+        if found is not None:
+            assert found == python_xml_fields(text), text
+            taken += 1
+    assert taken > 900
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<!-- a comment --><MedlineCitation><PMID>1</PMID></MedlineCitation>",
+        "<![CDATA[x]]>",
+        "<mml:math xmlns:mml='m'/>",
+        "<MedlineCitation xmlns='urn:x'><PMID>1</PMID></MedlineCitation>",
+        "<MedlineCitation><PMID>1</PMID><ArticleTitle>&nbsp;</ArticleTitle></MedlineCitation>",
+        "<MedlineCitation><PMID>1</PMID><ArticleTitle>&#1;</ArticleTitle></MedlineCitation>",
+        "<MedlineCitation><PMID>1</PMID></MedlineCitation><MedlineCitation/>",
+        "<MedlineCitation><PMID>1</PMID>",
+        "<MedlineCitation><PMID>1</PMID></Other>",
+        '<MedlineCitation><PMID Version="x">1</PMID></MedlineCitation>',
+        "<MedlineCitation><Article/></MedlineCitation>",
+        "<DeleteCitation><PMID>1</PMID></DeleteCitation>",
+        "<PubmedArticle><PubmedData/></PubmedArticle>",
+        "not xml",
+    ],
+)
+def test_the_compiled_xml_mapping_leaves_what_is_unusual_or_wrong_to_python(
+    compiled: Any, text: str
+) -> None:
+    assert compiled.xml_fields(text, pubmed_xml._xml_tables()) is None
+    assert (
+        compiled.xml_body_json_at(
+            b"\xff" + text.encode(), 0, len(text) + 1, pubmed_xml._xml_tables()
+        )
+        is None
+    )

@@ -12,6 +12,7 @@ mod json;
 mod pystr;
 mod splitter;
 mod swar;
+mod xml;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use pyo3::types::{PyBytes, PyList};
 
 use body::{write_body, Kind, Mapping};
 use fields::{parse_fields, Format};
+use xml::{xml_fields, Tables};
 
 create_exception!(
     _native,
@@ -124,6 +126,69 @@ impl Parser {
         let owned: Vec<fields::Field<'_>> = owned.collect();
         self.body_bytes(py, &owned)
     }
+
+    /// The MEDLINE fields of one PubMed XML record and its PMID version, as
+    /// ``worker.pubmed_xml`` renders them; None for a record the Python module is to handle
+    /// (a deletion, anything unusual, anything wrong).
+    fn xml_fields(&self, text: &str, tables: &XmlTables) -> Option<(Vec<(String, String)>, u32)> {
+        let (found, version) = xml_fields(&tables.inner, text)?;
+        Some((found.into_iter().map(|(tag, value)| (tag.into_owned(), value.into_owned())).collect(), version))
+    }
+
+    /// The index body of the PubMed XML record `data[start..end]` as compact JSON, its PMID
+    /// version included when above 1; None when the Python module is to handle the record
+    /// (see ``xml_fields``; bytes that are not UTF-8 too). ValueError for a span outside
+    /// `data`.
+    fn xml_body_json_at<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        tables: &XmlTables,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let bytes = data
+            .get(start..end)
+            .ok_or_else(|| PyValueError::new_err(format!("no bytes {start}..{end} in the batch")))?;
+        let Ok(text) = std::str::from_utf8(bytes) else { return Ok(None) };
+        let Some((found, version)) = xml_fields(&tables.inner, text) else { return Ok(None) };
+        let mut out = Vec::with_capacity(BODY_CAPACITY);
+        write_body(&self.mapping, &found, &mut out);
+        if version > 1 && out.last() == Some(&b'}') {
+            out.pop();
+            out.extend_from_slice(format!(",\"pmid_version\":{version}}}").as_bytes());
+        }
+        Ok(Some(PyBytes::new(py, &out)))
+    }
+}
+
+/// The tables of the PubMed XML format, given once from Python (`worker.pubmed_xml`).
+#[pyclass(frozen, module = "worker._native")]
+struct XmlTables {
+    inner: Tables,
+}
+
+#[pymethods]
+impl XmlTables {
+    /// :param months: lower-case month names and abbreviations → 1..12.
+    /// :param month_names: 1..12 → the abbreviation MEDLINE prints.
+    /// :param comment_tags: ``CommentsCorrections`` RefType → MEDLINE tag.
+    /// :param skipped_ref_types: RefTypes left out.
+    /// :param stamp_tags: (``PubMedPubDate`` status, tag) pairs: EDAT, MHDA, CRDT.
+    /// :param version_max: highest PMID version taken.
+    #[new]
+    fn new(
+        months: HashMap<String, u32>,
+        month_names: HashMap<u32, String>,
+        comment_tags: HashMap<String, String>,
+        skipped_ref_types: Vec<String>,
+        stamp_tags: Vec<(String, String)>,
+        version_max: u32,
+    ) -> Self {
+        XmlTables {
+            inner: Tables { months, month_names, comment_tags, skipped_ref_types, stamp_tags, version_max },
+        }
+    }
 }
 
 /// A MEDLINE byte stream, fed chunk by chunk, split into (offset, text) records.
@@ -212,6 +277,7 @@ fn append_record_bytes(records: &Bound<'_, PyList>, offset: usize, text: &[u8]) 
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Parser>()?;
     module.add_class::<RecordSplitter>()?;
+    module.add_class::<XmlTables>()?;
     module.add("ParseError", module.py().get_type::<ParseError>())?;
     Ok(())
 }

@@ -1,0 +1,807 @@
+//! One PubMed XML record → the MEDLINE `(tag, value)` fields PubMed prints for it, as
+//! `worker.pubmed_xml` renders them (that Python module is the reference; a differential test
+//! over thousands of altered records holds the two equal).
+//!
+//! Only the records the producer makes are handled here: one well-formed `PubmedArticle`,
+//! `MedlineCitation` or `PubmedBookArticle` element in UTF-8, as lxml serialises it. Anything
+//! else -- a `DeleteCitation`, a comment, CDATA, a DTD, a namespace, an entity lxml would not
+//! resolve, a control character, no PMID, a `Version` out of range, a date Python could not
+//! read -- gives None, and the Python module handles the record, with its own words for
+//! whatever is wrong. So the two cannot disagree about bad input: only one of them sees it.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+use crate::fields::Field;
+use crate::pystr::split;
+
+/// The format's tables, given from Python (`worker.pubmed_xml`, `worker.dates`).
+pub struct Tables {
+    /// Lower-case month names and abbreviations → 1..12.
+    pub months: HashMap<String, u32>,
+    /// 1..12 → the abbreviation MEDLINE prints.
+    pub month_names: HashMap<u32, String>,
+    /// `CommentsCorrections` RefType → MEDLINE tag.
+    pub comment_tags: HashMap<String, String>,
+    /// RefTypes left out.
+    pub skipped_ref_types: Vec<String>,
+    /// `PubMedPubDate` status → the tag its first stamp gives (EDAT, MHDA, CRDT).
+    pub stamp_tags: Vec<(String, String)>,
+    /// Highest PMID version taken.
+    pub version_max: u32,
+}
+
+/// An element: its name, attributes, text before its first child, children and tail.
+struct Node {
+    name: String,
+    attrs: Vec<(String, String)>,
+    text: String,
+    tail: String,
+    children: Vec<usize>,
+}
+
+/// A record's elements, the root first.
+struct Tree {
+    nodes: Vec<Node>,
+}
+
+/// Why a record is left to Python; never shown (Python words its own errors).
+struct Declined;
+
+type Mapped<T> = Result<T, Declined>;
+
+/// A character lxml refuses in a document (XML 1.0's `Char` production), which Python would
+/// report as not well-formed.
+fn refused_char(c: char) -> bool {
+    (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
+}
+
+fn checked(text: Cow<'_, str>) -> Mapped<String> {
+    // Only an unescaped value can hold what the record's own check did not see (`&#1;`).
+    if let Cow::Owned(ref owned) = text {
+        if owned.chars().any(refused_char) {
+            return Err(Declined);
+        }
+    }
+    Ok(text.into_owned())
+}
+
+fn utf8(bytes: &[u8]) -> Mapped<&str> {
+    std::str::from_utf8(bytes).map_err(|_| Declined)
+}
+
+/// A name Python's lookups would read as lxml does: no namespace prefix (lxml names those
+/// `{uri}local`, and an undeclared prefix is an error there).
+fn plain_name(name: &[u8]) -> Mapped<String> {
+    if name.contains(&b':') {
+        return Err(Declined);
+    }
+    Ok(utf8(name)?.to_owned())
+}
+
+fn node(start: &BytesStart<'_>) -> Mapped<Node> {
+    let mut attrs = vec![];
+    for attr in start.attributes() {
+        let attr = attr.map_err(|_| Declined)?;
+        let key = attr.key.as_ref();
+        // `xml:lang` and the like are read by nothing here; `xmlns` would change the names.
+        if key == b"xmlns" || (key.contains(&b':') && !key.starts_with(b"xml:")) {
+            return Err(Declined);
+        }
+        if attr.value.contains(&b'<') {
+            return Err(Declined);
+        }
+        let value = checked(attr.unescape_value().map_err(|_| Declined)?)?;
+        attrs.push((utf8(key)?.to_owned(), value));
+    }
+    Ok(Node {
+        name: plain_name(start.name().as_ref())?,
+        attrs,
+        text: String::new(),
+        tail: String::new(),
+        children: vec![],
+    })
+}
+
+impl Tree {
+    fn parse(text: &str) -> Mapped<Tree> {
+        if text.chars().any(refused_char) {
+            return Err(Declined);
+        }
+        let mut reader = Reader::from_str(text);
+        reader.config_mut().expand_empty_elements = true;
+        let mut nodes: Vec<Node> = vec![];
+        let mut open: Vec<usize> = vec![];
+        loop {
+            match reader.read_event().map_err(|_| Declined)? {
+                Event::Start(start) => {
+                    if open.is_empty() && !nodes.is_empty() {
+                        return Err(Declined); // a second root
+                    }
+                    let at = nodes.len();
+                    nodes.push(node(&start)?);
+                    if let Some(&parent) = open.last() {
+                        nodes[parent].children.push(at);
+                    }
+                    open.push(at);
+                }
+                Event::End(_) => {
+                    open.pop();
+                }
+                Event::Text(raw) => {
+                    let value = checked(raw.unescape().map_err(|_| Declined)?)?;
+                    match open.last() {
+                        Some(&parent) => {
+                            let into = match nodes[parent].children.last() {
+                                Some(&child) => &mut nodes[child].tail,
+                                None => &mut nodes[parent].text,
+                            };
+                            into.push_str(&value);
+                        }
+                        None if value.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')).is_empty() => {}
+                        None => return Err(Declined),
+                    }
+                }
+                Event::Eof => break,
+                _ => return Err(Declined), // comments, CDATA, declarations, DTDs, PIs
+            }
+        }
+        if nodes.is_empty() || !open.is_empty() {
+            return Err(Declined);
+        }
+        Ok(Tree { nodes })
+    }
+
+    fn name(&self, at: usize) -> &str {
+        &self.nodes[at].name
+    }
+
+    /// `elem.get(name)`.
+    fn attr(&self, at: usize, name: &str) -> Option<&str> {
+        self.nodes[at].attrs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    /// The children of `at` named `name`, in order (none for no element).
+    fn children<'t>(&'t self, at: Option<usize>, name: &'t str) -> impl Iterator<Item = usize> + 't {
+        let kids: &[usize] = at.map_or(&[], |at| &self.nodes[at].children);
+        kids.iter().copied().filter(move |&child| self.nodes[child].name == name)
+    }
+
+    /// `find(name)`.
+    fn first(&self, at: Option<usize>, name: &str) -> Option<usize> {
+        self.children(at, name).next()
+    }
+
+    /// `findtext(name)`: the first child's text ('' when it has none), None without one.
+    fn first_text(&self, at: Option<usize>, name: &str) -> Option<&str> {
+        self.first(at, name).map(|child| self.nodes[child].text.as_str())
+    }
+
+    /// `iterfind("parent/child")`.
+    fn path<'t>(&'t self, at: Option<usize>, parent: &'t str, child: &'t str) -> impl Iterator<Item = usize> + 't {
+        self.children(at, parent).flat_map(move |p| self.children(Some(p), child))
+    }
+
+    /// `findtext("parent/child")`.
+    fn path_text(&self, at: Option<usize>, parent: &str, child: &str) -> Option<&str> {
+        self.path(at, parent, child).next().map(|found| self.nodes[found].text.as_str())
+    }
+
+    /// `elem.iter(name)`: the element and its descendants named `name`, in document order.
+    fn descendants(&self, at: usize, name: &str, out: &mut Vec<usize>) {
+        if self.nodes[at].name == name {
+            out.push(at);
+        }
+        for &child in &self.nodes[at].children {
+            self.descendants(child, name, out);
+        }
+    }
+
+    fn itertext(&self, at: usize, out: &mut String) {
+        let node = &self.nodes[at];
+        out.push_str(&node.text);
+        for &child in &node.children {
+            self.itertext(child, out);
+            out.push_str(&self.nodes[child].tail);
+        }
+    }
+
+    /// `_text`: all the text of an element, normalised ('' for no element).
+    fn text(&self, at: Option<usize>) -> String {
+        match at {
+            Some(at) if self.nodes[at].children.is_empty() => norm(&self.nodes[at].text),
+            Some(at) => {
+                let mut all = String::new();
+                self.itertext(at, &mut all);
+                norm(&all)
+            }
+            None => String::new(),
+        }
+    }
+
+    /// `_norm(elem.findtext(name))`.
+    fn norm_text(&self, at: Option<usize>, name: &str) -> String {
+        norm(self.first_text(at, name).unwrap_or(""))
+    }
+}
+
+/// `" ".join(text.split())`.
+fn norm(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in split(text) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// `" ".join(p for p in parts if p)`, with `sep`.
+fn join_present(parts: &[&str], sep: &str) -> String {
+    parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(sep)
+}
+
+/// `value.isdigit()`, for ASCII values; a value with other characters is left to Python,
+/// whose `isdigit` and `int` read digits of every script.
+fn is_digits(value: &str) -> Mapped<bool> {
+    if !value.is_ascii() {
+        return Err(Declined);
+    }
+    Ok(!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `value.zfill(2)` of digits.
+fn two_digits(value: &str) -> String {
+    if value.len() >= 2 {
+        value.to_owned()
+    } else {
+        format!("0{value}")
+    }
+}
+
+/// `_two`.
+fn two(value: &str) -> Mapped<String> {
+    Ok(if is_digits(value)? { two_digits(value) } else { value.to_owned() })
+}
+
+/// `int(digits)` when it is small enough to be a month or a day of any table.
+fn small_number(digits: &str) -> Option<u32> {
+    let trimmed = digits.trim_start_matches('0');
+    if trimmed.len() > 9 {
+        return None;
+    }
+    Some(trimmed.parse().unwrap_or(0))
+}
+
+struct Mapper<'t> {
+    tables: &'t Tables,
+    tree: &'t Tree,
+    items: Vec<Field<'static>>,
+}
+
+impl<'t> Mapper<'t> {
+    fn add(&mut self, tag: &'static str, value: &str) {
+        let value = norm(value);
+        if !value.is_empty() {
+            self.items.push((Cow::Borrowed(tag), Cow::Owned(value)));
+        }
+    }
+
+    fn add_owned_tag(&mut self, tag: String, value: &str) {
+        let value = norm(value);
+        if !value.is_empty() {
+            self.items.push((Cow::Owned(tag), Cow::Owned(value)));
+        }
+    }
+
+    fn month_number(&self, value: &str) -> Mapped<String> {
+        if is_digits(value)? {
+            return Ok(two_digits(value));
+        }
+        Ok(match self.tables.months.get(&value.to_lowercase()) {
+            Some(number) => format!("{number:02}"),
+            None => value.to_owned(),
+        })
+    }
+
+    fn or_default(value: String, default: &str) -> String {
+        if value.is_empty() {
+            default.to_owned()
+        } else {
+            value
+        }
+    }
+
+    /// `_compact_date`.
+    fn compact_date(&self, at: Option<usize>) -> Mapped<String> {
+        let t = self.tree;
+        if at.is_none() || t.first_text(at, "Year").map_or(true, str::is_empty) {
+            return Ok(String::new());
+        }
+        let year = t.norm_text(at, "Year");
+        let month = self.month_number(&Self::or_default(t.norm_text(at, "Month"), "01"))?;
+        let day = two(&Self::or_default(t.norm_text(at, "Day"), "01"))?;
+        Ok(format!("{year}{month}{day}"))
+    }
+
+    /// `_stamp`.
+    fn stamp(&self, at: usize) -> Mapped<String> {
+        let t = self.tree;
+        let at = Some(at);
+        let year = t.norm_text(at, "Year");
+        let month = self.month_number(&Self::or_default(t.norm_text(at, "Month"), "01"))?;
+        let day = two(&Self::or_default(t.norm_text(at, "Day"), "01"))?;
+        let hour = two(&Self::or_default(t.norm_text(at, "Hour"), "00"))?;
+        let minute = two(&Self::or_default(t.norm_text(at, "Minute"), "00"))?;
+        Ok(format!("{year}/{month}/{day} {hour}:{minute}"))
+    }
+
+    /// `_pub_date`.
+    fn pub_date(&self, at: Option<usize>) -> Mapped<String> {
+        let t = self.tree;
+        if at.is_none() {
+            return Ok(String::new());
+        }
+        let medline_date = t.norm_text(at, "MedlineDate");
+        if !medline_date.is_empty() {
+            return Ok(medline_date);
+        }
+        let year = t.norm_text(at, "Year");
+        let month = t.norm_text(at, "Month");
+        let (second, third);
+        if !month.is_empty() {
+            second = if is_digits(&month)? {
+                small_number(&month)
+                    .and_then(|n| self.tables.month_names.get(&n))
+                    .cloned()
+                    .unwrap_or_else(|| month.clone())
+            } else {
+                month.clone()
+            };
+            third = t.norm_text(at, "Day");
+        } else {
+            second = t.norm_text(at, "Season");
+            third = String::new();
+        }
+        Ok(join_present(&[&year, &second, &third], " "))
+    }
+
+    /// `_abstract`.
+    fn abstract_text(&self, at: Option<usize>) -> String {
+        let t = self.tree;
+        let mut parts = vec![];
+        for section in t.children(at, "AbstractText") {
+            let text = t.text(Some(section));
+            let label = norm(t.attr(section, "Label").unwrap_or(""));
+            parts.push(if !label.is_empty() && !text.is_empty() {
+                format!("{label}: {text}")
+            } else if !text.is_empty() {
+                text
+            } else {
+                label
+            });
+        }
+        join_present(&parts.iter().map(String::as_str).collect::<Vec<_>>(), " ")
+    }
+
+    /// `_Fields.people`.
+    fn people(&mut self, persons: Vec<usize>, full: &'static str, short: &'static str, affiliation: &'static str) {
+        let t = self.tree;
+        for person in persons {
+            let at = Some(person);
+            let last = t.norm_text(at, "LastName");
+            if last.is_empty() {
+                self.add("CN", t.first_text(at, "CollectiveName").unwrap_or(""));
+                continue;
+            }
+            let fore = t.norm_text(at, "ForeName");
+            let initials = t.norm_text(at, "Initials");
+            let suffix = t.norm_text(at, "Suffix");
+            let name = if fore.is_empty() { last.clone() } else { format!("{last}, {fore}") };
+            self.add(full, &join_present(&[&name, &suffix], " "));
+            self.add(short, &join_present(&[&last, &initials, &suffix], " "));
+            for info in t.children(at, "AffiliationInfo") {
+                self.add(affiliation, t.first_text(Some(info), "Affiliation").unwrap_or(""));
+            }
+            for ident in t.children(at, "Identifier") {
+                let source = norm(t.attr(ident, "Source").unwrap_or(""));
+                let value = t.text(Some(ident));
+                let line = if source.is_empty() { value } else { format!("{source}: {value}") };
+                self.add("AUID", &line);
+            }
+        }
+    }
+
+    /// `_Fields.locations`.
+    fn locations(&mut self, parent: Option<usize>) {
+        let t = self.tree;
+        for location in t.children(parent, "ELocationID") {
+            let kind = norm(t.attr(location, "EIdType").unwrap_or(""));
+            let value = t.text(Some(location));
+            let line = if kind.is_empty() { value } else { format!("{value} [{kind}]") };
+            self.add("LID", &line);
+        }
+    }
+
+    /// `_Fields.abstract`.
+    fn abstract_fields(&mut self, at: Option<usize>) {
+        if at.is_some() {
+            let text = self.abstract_text(at);
+            self.add("AB", &text);
+            self.add("CI", self.tree.first_text(at, "CopyrightInformation").unwrap_or(""));
+        }
+    }
+
+    /// `_Fields.grants`.
+    fn grants(&mut self, parent: Option<usize>) {
+        let t = self.tree;
+        for grant in t.path(parent, "GrantList", "Grant") {
+            let at = Some(grant);
+            let mut parts: Vec<String> =
+                ["GrantID", "Acronym", "Agency", "Country"].iter().map(|p| t.norm_text(at, p)).collect();
+            while parts.last().map_or(false, String::is_empty) {
+                parts.pop();
+            }
+            self.add("GR", &parts.join("/"));
+        }
+    }
+
+    /// `_Fields.keywords`.
+    fn keywords(&mut self, parent: Option<usize>) {
+        let t = self.tree;
+        for keywords in t.children(parent, "KeywordList") {
+            self.add("OTO", t.attr(keywords, "Owner").unwrap_or(""));
+            for keyword in t.children(Some(keywords), "Keyword") {
+                self.add("OT", &t.text(Some(keyword)));
+            }
+        }
+    }
+
+    /// `_Fields.history`.
+    fn history(&mut self, at: Option<usize>) -> Mapped<()> {
+        let t = self.tree;
+        let Some(at) = at else { return Ok(()) };
+        let mut found = vec![];
+        t.descendants(at, "PubMedPubDate", &mut found);
+        let mut dates = vec![];
+        for date in found {
+            dates.push((norm(t.attr(date, "PubStatus").unwrap_or("")), self.stamp(date)?));
+        }
+        for (status, tag) in &self.tables.stamp_tags {
+            if let Some((_, stamp)) = dates.iter().find(|(s, _)| s == status) {
+                self.add_owned_tag(tag.clone(), stamp);
+            }
+        }
+        for (status, stamp) in &dates {
+            let line = if status.is_empty() { stamp.clone() } else { format!("{stamp} [{status}]") };
+            self.add("PHST", &line);
+        }
+        Ok(())
+    }
+
+    /// `_Fields.article_ids`: the PMC id and the manuscript id.
+    fn article_ids(&mut self, at: Option<usize>) -> (Option<String>, Option<String>) {
+        let t = self.tree;
+        let (mut pmc, mut mid) = (None, None);
+        for ident in t.children(at, "ArticleId") {
+            let kind = norm(t.attr(ident, "IdType").unwrap_or(""));
+            let value = t.text(Some(ident));
+            match kind.as_str() {
+                "pubmed" => {}
+                "pmc" => pmc = Some(value),
+                "mid" => mid = Some(value),
+                "" => self.add("AID", &value),
+                _ => self.add("AID", &format!("{value} [{kind}]")),
+            }
+        }
+        (pmc, mid)
+    }
+
+    /// `_date_words` of a DEP value, or Declined where Python's `int` would fail on it.
+    fn date_words(&self, compact: &str) -> Mapped<String> {
+        if !compact.is_ascii() || compact.len() < 7 || compact.len() > 16 {
+            return Err(Declined);
+        }
+        let (month, day) = (&compact[4..6], &compact[6..]);
+        if !is_digits(month)? || !is_digits(day)? {
+            return Err(Declined);
+        }
+        let name = small_number(month)
+            .and_then(|n| self.tables.month_names.get(&n))
+            .cloned()
+            .unwrap_or_else(|| month.to_owned());
+        Ok(format!("{} {name} {}", &compact[..4], small_number(day).ok_or(Declined)?))
+    }
+
+    /// `_source_line`.
+    fn source_line(&self) -> Mapped<String> {
+        let first = |tag: &str| -> &str {
+            self.items.iter().find(|(t, _)| t == tag).map_or("", |(_, v)| v.as_ref())
+        };
+        let head = join_present(&[first("TA"), first("DP")], ". ");
+        if head.is_empty() {
+            return Ok(String::new());
+        }
+        let mut place = first("VI").to_owned();
+        if !first("IP").is_empty() {
+            place += &format!("({})", first("IP"));
+        }
+        if !first("PG").is_empty() {
+            place += &format!(":{}", first("PG"));
+        }
+        let mut line = if place.is_empty() { format!("{head}.") } else { format!("{head};{place}.") };
+        let doi = self.items.iter().find_map(|(t, v)| {
+            ((t == "LID" || t == "AID") && v.ends_with(" [doi]")).then(|| &v[..v.len() - " [doi]".len()])
+        });
+        if let Some(doi) = doi.filter(|d| !d.is_empty()) {
+            line += &format!(" doi: {doi}.");
+        }
+        if !first("DEP").is_empty() {
+            line += &format!(" Epub {}.", self.date_words(first("DEP"))?);
+        }
+        Ok(line)
+    }
+
+    /// `citation_fields`.
+    fn citation(&mut self, citation: usize, pubmed_data: Option<usize>) -> Mapped<()> {
+        let t = self.tree;
+        let c = Some(citation);
+        let a = t.first(c, "Article");
+        let j = t.first(a, "Journal");
+        let issue = t.first(j, "JournalIssue");
+        let info = t.first(c, "MedlineJournalInfo");
+
+        self.add("PMID", t.first_text(c, "PMID").unwrap_or(""));
+        self.add("OWN", t.attr(citation, "Owner").unwrap_or(""));
+        self.add("STAT", t.attr(citation, "Status").unwrap_or(""));
+        for (tag, name) in [("DA", "DateCreated"), ("DCOM", "DateCompleted"), ("LR", "DateRevised")] {
+            let date = self.compact_date(t.first(c, name))?;
+            self.add(tag, &date);
+        }
+        for issn in t.children(j, "ISSN") {
+            let kind = norm(t.attr(issn, "IssnType").unwrap_or(""));
+            let value = t.text(Some(issn));
+            self.add("IS", &if kind.is_empty() { value } else { format!("{value} ({kind})") });
+        }
+        if info.is_some() && !t.first_text(info, "ISSNLinking").unwrap_or("").is_empty() {
+            self.add("IS", &format!("{} (Linking)", t.norm_text(info, "ISSNLinking")));
+        }
+        if issue.is_some() {
+            self.add("VI", t.first_text(issue, "Volume").unwrap_or(""));
+            self.add("IP", t.first_text(issue, "Issue").unwrap_or(""));
+            let date = self.pub_date(t.first(issue, "PubDate"))?;
+            self.add("DP", &date);
+        }
+        self.add("TI", &t.text(t.first(a, "ArticleTitle")));
+        let mut pages = norm(t.path_text(a, "Pagination", "MedlinePgn").unwrap_or(""));
+        if pages.is_empty() {
+            let start = norm(t.path_text(a, "Pagination", "StartPage").unwrap_or(""));
+            let end = norm(t.path_text(a, "Pagination", "EndPage").unwrap_or(""));
+            pages = if !start.is_empty() && !end.is_empty() { format!("{start}-{end}") } else { start };
+        }
+        self.add("PG", &pages);
+        self.locations(a);
+        self.abstract_fields(t.first(a, "Abstract"));
+        self.people(t.path(a, "AuthorList", "Author").collect(), "FAU", "AU", "AD");
+        for language in t.children(a, "Language") {
+            self.add("LA", &t.nodes[language].text);
+        }
+        for bank in t.path(a, "DataBankList", "DataBank") {
+            let name = t.norm_text(Some(bank), "DataBankName");
+            for accession in t.path(Some(bank), "AccessionNumberList", "AccessionNumber") {
+                let value = t.text(Some(accession));
+                self.add("SI", &if name.is_empty() { value } else { format!("{name}/{value}") });
+            }
+        }
+        self.grants(a);
+        for kind in t.path(a, "PublicationTypeList", "PublicationType") {
+            self.add("PT", &t.nodes[kind].text);
+        }
+        for date in t.children(a, "ArticleDate") {
+            let kind = t.attr(date, "DateType").filter(|k| !k.is_empty()).unwrap_or("Electronic");
+            if norm(kind) == "Electronic" {
+                let compact = self.compact_date(Some(date))?;
+                self.add("DEP", &compact);
+            }
+        }
+        self.add("TT", &t.text(t.first(a, "VernacularTitle")));
+        if info.is_some() {
+            self.add("PL", t.first_text(info, "Country").unwrap_or(""));
+            self.add("TA", t.first_text(info, "MedlineTA").unwrap_or(""));
+        }
+        self.add("JT", t.first_text(j, "Title").unwrap_or(""));
+        if info.is_some() {
+            self.add("JID", t.first_text(info, "NlmUniqueID").unwrap_or(""));
+        }
+        for chemical in t.path(c, "ChemicalList", "Chemical") {
+            let number = t.norm_text(Some(chemical), "RegistryNumber");
+            let name = t.text(t.first(Some(chemical), "NameOfSubstance"));
+            self.add("RN", &if number.is_empty() { name } else { format!("{number} ({name})") });
+        }
+        for supplement in t.path(c, "SupplMeshList", "SupplMeshName") {
+            self.add("NM", &t.text(Some(supplement)));
+        }
+        for subset in t.children(c, "CitationSubset") {
+            self.add("SB", &t.nodes[subset].text);
+        }
+        self.add("COIS", &t.text(t.first(c, "CoiStatement")));
+        for comment in t.path(c, "CommentsCorrectionsList", "CommentsCorrections") {
+            let ref_type = norm(t.attr(comment, "RefType").unwrap_or(""));
+            if self.tables.skipped_ref_types.contains(&ref_type) {
+                continue;
+            }
+            let source = t.norm_text(Some(comment), "RefSource");
+            let pmid = t.norm_text(Some(comment), "PMID");
+            let tag = match self.tables.comment_tags.get(&ref_type) {
+                Some(tag) => tag.clone(),
+                None if ref_type.is_empty() => "CC".to_owned(),
+                None => ref_type,
+            };
+            let line = if pmid.is_empty() { source } else { format!("{source} PMID: {pmid}") };
+            self.add_owned_tag(tag, &line);
+        }
+        for symbol in t.path(c, "GeneSymbolList", "GeneSymbol") {
+            self.add("GS", &t.nodes[symbol].text);
+        }
+        for heading in t.path(c, "MeshHeadingList", "MeshHeading") {
+            let Some(descriptor) = t.first(Some(heading), "DescriptorName") else { continue };
+            let star = |at: usize| if t.attr(at, "MajorTopicYN") == Some("Y") { "*" } else { "" };
+            let mut names = vec![format!("{}{}", star(descriptor), t.text(Some(descriptor)))];
+            for qualifier in t.children(Some(heading), "QualifierName") {
+                names.push(format!("{}{}", star(qualifier), t.text(Some(qualifier))));
+            }
+            self.add("MH", &names.join("/"));
+        }
+        for subject in t.path(c, "PersonalNameSubjectList", "PersonalNameSubject") {
+            let at = Some(subject);
+            let last = t.norm_text(at, "LastName");
+            let fore = t.norm_text(at, "ForeName");
+            let initials = t.norm_text(at, "Initials");
+            self.add("FPS", &if fore.is_empty() { last.clone() } else { format!("{last}, {fore}") });
+            self.add("PS", &join_present(&[&last, &initials], " "));
+        }
+        self.add("RF", t.first_text(c, "NumberOfReferences").unwrap_or(""));
+        for other_id in t.children(c, "OtherID") {
+            let source = norm(t.attr(other_id, "Source").unwrap_or(""));
+            let value = t.text(Some(other_id));
+            self.add("OID", &if source.is_empty() { value } else { format!("{source}: {value}") });
+        }
+        self.keywords(c);
+        for note in t.children(c, "GeneralNote") {
+            self.add("GN", &t.text(Some(note)));
+        }
+        self.people(t.path(c, "InvestigatorList", "Investigator").collect(), "FIR", "IR", "IRAD");
+        for other in t.children(c, "OtherAbstract") {
+            let kind = norm(t.attr(other, "Type").unwrap_or(""));
+            let text = self.abstract_text(Some(other));
+            let line = if !kind.is_empty() && !text.is_empty() { format!("{kind}: {text}") } else { text };
+            self.add("OAB", &line);
+            self.add("OABL", t.attr(other, "Language").unwrap_or(""));
+            self.add("OCI", t.first_text(Some(other), "CopyrightInformation").unwrap_or(""));
+        }
+        for mission in t.children(c, "SpaceFlightMission") {
+            self.add("SFM", &t.nodes[mission].text);
+        }
+        self.history(t.first(pubmed_data, "History"))?;
+        let (pmc, mid) = self.article_ids(t.first(pubmed_data, "ArticleIdList"));
+        self.add("PMC", pmc.as_deref().unwrap_or(""));
+        self.add("MID", mid.as_deref().unwrap_or(""));
+        self.add("PST", t.first_text(pubmed_data, "PublicationStatus").unwrap_or(""));
+        let source = self.source_line()?;
+        self.add("SO", &source);
+        Ok(())
+    }
+
+    /// `book_fields`.
+    fn book(&mut self, book: usize) -> Mapped<()> {
+        let t = self.tree;
+        let d = t.first(Some(book), "BookDocument");
+        let about = t.first(d, "Book");
+        let data = t.first(Some(book), "PubmedBookData");
+        let publisher = t.first(about, "Publisher");
+        self.add("PMID", t.first_text(d, "PMID").unwrap_or(""));
+        let revised = self.compact_date(t.first(d, "DateRevised"))?;
+        self.add("DRDT", &revised);
+        let contributed = self.compact_date(t.first(d, "ContributionDate"))?;
+        self.add("CTDT", &contributed);
+        if publisher.is_some() {
+            self.add("PB", t.first_text(publisher, "PublisherName").unwrap_or(""));
+        }
+        let date = self.pub_date(t.first(about, "PubDate"))?;
+        self.add("DP", &date);
+        self.add("TI", &t.text(t.first(d, "ArticleTitle")));
+        self.add("BTI", &t.text(t.first(about, "BookTitle")));
+        self.add("CTI", &t.text(t.first(about, "CollectionTitle")));
+        self.add("VTI", &t.text(t.first(about, "VolumeTitle")));
+        self.add("EN", t.first_text(about, "Edition").unwrap_or(""));
+        self.locations(d);
+        self.abstract_fields(t.first(d, "Abstract"));
+        for editors in t.children(about, "AuthorList") {
+            if t.attr(editors, "Type") != Some("editors") {
+                continue;
+            }
+            for editor in t.children(Some(editors), "Author") {
+                let at = Some(editor);
+                let last = t.norm_text(at, "LastName");
+                let fore = t.norm_text(at, "ForeName");
+                self.add("FED", &if fore.is_empty() { last.clone() } else { format!("{last}, {fore}") });
+                self.add("ED", &join_present(&[&last, &t.norm_text(at, "Initials")], " "));
+            }
+        }
+        for authors in t.children(d, "AuthorList") {
+            if t.attr(authors, "Type").unwrap_or("authors") == "authors" {
+                self.people(t.children(Some(authors), "Author").collect(), "FAU", "AU", "AD");
+            }
+        }
+        for language in t.children(d, "Language") {
+            self.add("LA", &t.nodes[language].text);
+        }
+        self.grants(d);
+        for kind in t.children(d, "PublicationType") {
+            self.add("PT", &t.nodes[kind].text);
+        }
+        if publisher.is_some() {
+            self.add("PL", t.first_text(publisher, "PublisherLocation").unwrap_or(""));
+        }
+        self.keywords(d);
+        for isbn in t.children(about, "Isbn") {
+            self.add("ISBN", &t.nodes[isbn].text);
+        }
+        self.history(t.first(data, "History"))?;
+        self.article_ids(t.first(d, "ArticleIdList"));
+        if data.is_some() {
+            self.article_ids(t.first(data, "ArticleIdList"));
+            self.add("PST", t.first_text(data, "PublicationStatus").unwrap_or(""));
+        }
+        Ok(())
+    }
+}
+
+/// `_pmid_version`: the PMID element's `Version`, 1 without one; Declined when Python would
+/// refuse it.
+fn pmid_version(tree: &Tree, pmid: Option<usize>, max: u32) -> Mapped<u32> {
+    let raw = norm(pmid.and_then(|at| tree.attr(at, "Version")).unwrap_or(""));
+    if raw.is_empty() {
+        return Ok(1);
+    }
+    if !is_digits(&raw)? {
+        return Err(Declined);
+    }
+    match small_number(&raw) {
+        Some(version) if (1..=max).contains(&version) => Ok(version),
+        _ => Err(Declined),
+    }
+}
+
+/// The MEDLINE fields of one PubMed XML record and its PMID version, or None to leave the
+/// record to Python (see the module's documentation).
+pub fn xml_fields(tables: &Tables, text: &str) -> Option<(Vec<Field<'static>>, u32)> {
+    let tree = Tree::parse(text).ok()?;
+    let mut mapper = Mapper { tables, tree: &tree, items: Vec::with_capacity(64) };
+    let pmid = match tree.name(0) {
+        "PubmedArticle" => {
+            let citation = tree.first(Some(0), "MedlineCitation")?;
+            mapper.citation(citation, tree.first(Some(0), "PubmedData")).ok()?;
+            tree.first(Some(citation), "PMID")
+        }
+        "MedlineCitation" => {
+            mapper.citation(0, None).ok()?;
+            tree.first(Some(0), "PMID")
+        }
+        "PubmedBookArticle" => {
+            mapper.book(0).ok()?;
+            tree.path(Some(0), "BookDocument", "PMID").next()
+        }
+        _ => return None,
+    };
+    let fields = mapper.items;
+    if fields.first().map_or(true, |(tag, _)| tag != "PMID") {
+        return None;
+    }
+    let version = pmid_version(&tree, pmid, tables.version_max).ok()?;
+    Some((fields, version))
+}
