@@ -16,7 +16,8 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use crate::fields::Field;
-use crate::pystr::split;
+use crate::pystr::{is_py_space, split};
+use crate::swar::has_single_spaces_only;
 
 /// The format's tables, given from Python (`worker.pubmed_xml`, `worker.dates`).
 pub struct Tables {
@@ -34,18 +35,25 @@ pub struct Tables {
     pub version_max: u32,
 }
 
-/// An element: its name, attributes, text before its first child, children and tail.
-struct Node {
-    name: String,
-    attrs: Vec<(String, String)>,
-    text: String,
-    tail: String,
-    children: Vec<usize>,
+/// No element (a link of [`Node`]).
+const NONE: usize = usize::MAX;
+
+/// An element: its name, attributes, text before its first child and tail, borrowed from the
+/// record where no entity had to be replaced, and its links to its first child and next
+/// sibling (a tree without a vector per element: a citation has some two hundred).
+struct Node<'a> {
+    name: &'a str,
+    attrs: Vec<(&'a str, Cow<'a, str>)>,
+    text: Cow<'a, str>,
+    tail: Cow<'a, str>,
+    first_child: usize,
+    last_child: usize,
+    next: usize,
 }
 
 /// A record's elements, the root first.
-struct Tree {
-    nodes: Vec<Node>,
+struct Tree<'a> {
+    nodes: Vec<Node<'a>>,
 }
 
 /// Why a record is left to Python; never shown (Python words its own errors).
@@ -53,40 +61,51 @@ struct Declined;
 
 type Mapped<T> = Result<T, Declined>;
 
-/// A character lxml refuses in a document (XML 1.0's `Char` production), which Python would
+/// Whether `text` holds a character lxml refuses in a document (XML 1.0's `Char`
+/// production: controls other than tab and line ends, U+FFFE, U+FFFF), which Python would
 /// report as not well-formed.
-fn refused_char(c: char) -> bool {
-    (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
+fn has_refused_char(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+        || memchr::memmem::find(bytes, "\u{fffe}".as_bytes()).is_some()
+        || memchr::memmem::find(bytes, "\u{ffff}".as_bytes()).is_some()
 }
 
-fn checked(text: Cow<'_, str>) -> Mapped<String> {
-    // Only an unescaped value can hold what the record's own check did not see (`&#1;`).
-    if let Cow::Owned(ref owned) = text {
-        if owned.chars().any(refused_char) {
+/// `part`, a slice of `text`'s own bytes, as the str it is there (no copy, no new UTF-8
+/// check); Declined for bytes from elsewhere: a copy lives in an allocation of its own, never
+/// inside `text`, so its address tells it apart, and `get` checks the bounds either way.
+fn within<'a>(text: &'a str, part: &[u8]) -> Mapped<&'a str> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize).ok_or(Declined)?;
+    text.get(start..start + part.len()).ok_or(Declined)
+}
+
+/// Escaped text of the record, `raw` → its value: borrowed unless an entity was replaced,
+/// and then checked, since only a replaced value can hold what the record's own check did
+/// not see (`&#1;`). Declined for bytes that are not the record's own (a copy).
+fn unescaped<'a>(text: &'a str, raw: &[u8]) -> Mapped<Cow<'a, str>> {
+    let value = quick_xml::escape::unescape(within(text, raw)?).map_err(|_| Declined)?;
+    if let Cow::Owned(ref owned) = value {
+        if has_refused_char(owned) {
             return Err(Declined);
         }
     }
-    Ok(text.into_owned())
-}
-
-fn utf8(bytes: &[u8]) -> Mapped<&str> {
-    std::str::from_utf8(bytes).map_err(|_| Declined)
+    Ok(value)
 }
 
 /// A name Python's lookups would read as lxml does: no namespace prefix (lxml names those
 /// `{uri}local`, and an undeclared prefix is an error there).
-fn plain_name(name: &[u8]) -> Mapped<String> {
+fn plain_name<'a>(text: &'a str, name: &[u8]) -> Mapped<&'a str> {
     if name.contains(&b':') {
         return Err(Declined);
     }
-    Ok(utf8(name)?.to_owned())
+    within(text, name)
 }
 
-fn node(start: &BytesStart<'_>) -> Mapped<Node> {
+fn node<'a>(text: &'a str, start: &BytesStart<'a>) -> Mapped<Node<'a>> {
     let mut attrs = vec![];
     for attr in start.attributes() {
         let attr = attr.map_err(|_| Declined)?;
-        let key = attr.key.as_ref();
+        let key = attr.key.into_inner();
         // `xml:lang` and the like are read by nothing here; `xmlns` would change the names.
         if key == b"xmlns" || (key.contains(&b':') && !key.starts_with(b"xml:")) {
             return Err(Declined);
@@ -94,26 +113,37 @@ fn node(start: &BytesStart<'_>) -> Mapped<Node> {
         if attr.value.contains(&b'<') {
             return Err(Declined);
         }
-        let value = checked(attr.unescape_value().map_err(|_| Declined)?)?;
-        attrs.push((utf8(key)?.to_owned(), value));
+        attrs.push((within(text, key)?, unescaped(text, &attr.value)?));
     }
     Ok(Node {
-        name: plain_name(start.name().as_ref())?,
+        name: plain_name(text, start.name().as_ref())?,
         attrs,
-        text: String::new(),
-        tail: String::new(),
-        children: vec![],
+        text: Cow::Borrowed(""),
+        tail: Cow::Borrowed(""),
+        first_child: NONE,
+        last_child: NONE,
+        next: NONE,
     })
 }
 
-impl Tree {
-    fn parse(text: &str) -> Mapped<Tree> {
-        if text.chars().any(refused_char) {
+/// `to` with `more` appended (text split around something, which the parser does not do
+/// for the records it takes; kept for safety).
+fn append<'a>(to: &mut Cow<'a, str>, more: Cow<'a, str>) {
+    if to.is_empty() {
+        *to = more;
+    } else {
+        to.to_mut().push_str(&more);
+    }
+}
+
+impl<'a> Tree<'a> {
+    fn parse(text: &'a str) -> Mapped<Tree<'a>> {
+        if has_refused_char(text) {
             return Err(Declined);
         }
         let mut reader = Reader::from_str(text);
         reader.config_mut().expand_empty_elements = true;
-        let mut nodes: Vec<Node> = vec![];
+        let mut nodes: Vec<Node<'a>> = Vec::with_capacity(256);
         let mut open: Vec<usize> = vec![];
         loop {
             match reader.read_event().map_err(|_| Declined)? {
@@ -122,9 +152,13 @@ impl Tree {
                         return Err(Declined); // a second root
                     }
                     let at = nodes.len();
-                    nodes.push(node(&start)?);
+                    nodes.push(node(text, &start)?);
                     if let Some(&parent) = open.last() {
-                        nodes[parent].children.push(at);
+                        match nodes[parent].last_child {
+                            NONE => nodes[parent].first_child = at,
+                            last => nodes[last].next = at,
+                        }
+                        nodes[parent].last_child = at;
                     }
                     open.push(at);
                 }
@@ -132,16 +166,13 @@ impl Tree {
                     open.pop();
                 }
                 Event::Text(raw) => {
-                    let value = checked(raw.unescape().map_err(|_| Declined)?)?;
+                    let value = unescaped(text, &raw)?;
                     match open.last() {
-                        Some(&parent) => {
-                            let into = match nodes[parent].children.last() {
-                                Some(&child) => &mut nodes[child].tail,
-                                None => &mut nodes[parent].text,
-                            };
-                            into.push_str(&value);
-                        }
-                        None if value.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')).is_empty() => {}
+                        Some(&parent) => match nodes[parent].last_child {
+                            NONE => append(&mut nodes[parent].text, value),
+                            last => append(&mut nodes[last].tail, value),
+                        },
+                        None if value.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) => {}
                         None => return Err(Declined),
                     }
                 }
@@ -156,18 +187,29 @@ impl Tree {
     }
 
     fn name(&self, at: usize) -> &str {
-        &self.nodes[at].name
+        self.nodes[at].name
     }
 
     /// `elem.get(name)`.
     fn attr(&self, at: usize, name: &str) -> Option<&str> {
-        self.nodes[at].attrs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.nodes[at].attrs.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_ref())
+    }
+
+    /// The children of `at`, in order (none for no element).
+    fn kids(&self, at: Option<usize>) -> impl Iterator<Item = usize> + '_ {
+        let mut next = at.map_or(NONE, |at| self.nodes[at].first_child);
+        std::iter::from_fn(move || {
+            let at = next;
+            (at != NONE).then(|| {
+                next = self.nodes[at].next;
+                at
+            })
+        })
     }
 
     /// The children of `at` named `name`, in order (none for no element).
     fn children<'t>(&'t self, at: Option<usize>, name: &'t str) -> impl Iterator<Item = usize> + 't {
-        let kids: &[usize] = at.map_or(&[], |at| &self.nodes[at].children);
-        kids.iter().copied().filter(move |&child| self.nodes[child].name == name)
+        self.kids(at).filter(move |&child| self.nodes[child].name == name)
     }
 
     /// `find(name)`.
@@ -177,7 +219,7 @@ impl Tree {
 
     /// `findtext(name)`: the first child's text ('' when it has none), None without one.
     fn first_text(&self, at: Option<usize>, name: &str) -> Option<&str> {
-        self.first(at, name).map(|child| self.nodes[child].text.as_str())
+        self.first(at, name).map(|child| self.nodes[child].text.as_ref())
     }
 
     /// `iterfind("parent/child")`.
@@ -187,7 +229,7 @@ impl Tree {
 
     /// `findtext("parent/child")`.
     fn path_text(&self, at: Option<usize>, parent: &str, child: &str) -> Option<&str> {
-        self.path(at, parent, child).next().map(|found| self.nodes[found].text.as_str())
+        self.path(at, parent, child).next().map(|found| self.nodes[found].text.as_ref())
     }
 
     /// `elem.iter(name)`: the element and its descendants named `name`, in document order.
@@ -195,15 +237,14 @@ impl Tree {
         if self.nodes[at].name == name {
             out.push(at);
         }
-        for &child in &self.nodes[at].children {
+        for child in self.kids(Some(at)) {
             self.descendants(child, name, out);
         }
     }
 
     fn itertext(&self, at: usize, out: &mut String) {
-        let node = &self.nodes[at];
-        out.push_str(&node.text);
-        for &child in &node.children {
+        out.push_str(&self.nodes[at].text);
+        for child in self.kids(Some(at)) {
             self.itertext(child, out);
             out.push_str(&self.nodes[child].tail);
         }
@@ -212,24 +253,43 @@ impl Tree {
     /// `_text`: all the text of an element, normalised ('' for no element).
     fn text(&self, at: Option<usize>) -> String {
         match at {
-            Some(at) if self.nodes[at].children.is_empty() => norm(&self.nodes[at].text),
+            Some(at) if self.nodes[at].first_child == NONE => norm(&self.nodes[at].text).into_owned(),
             Some(at) => {
                 let mut all = String::new();
                 self.itertext(at, &mut all);
-                norm(&all)
+                norm(&all).into_owned()
             }
             None => String::new(),
         }
     }
 
+    /// `_norm(elem.get(name))`.
+    fn norm_attr(&self, at: usize, name: &str) -> String {
+        norm(self.attr(at, name).unwrap_or("")).into_owned()
+    }
+
     /// `_norm(elem.findtext(name))`.
     fn norm_text(&self, at: Option<usize>, name: &str) -> String {
-        norm(self.first_text(at, name).unwrap_or(""))
+        norm(self.first_text(at, name).unwrap_or("")).into_owned()
     }
 }
 
-/// `" ".join(text.split())`.
-fn norm(text: &str) -> String {
+/// Whether `text` is its own `" ".join(text.split())`: not empty, single spaces between
+/// words, no other whitespace.
+fn is_normal(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    !bytes.is_empty()
+        && bytes[0] != b' '
+        && bytes[bytes.len() - 1] != b' '
+        && has_single_spaces_only(bytes)
+        && (text.is_ascii() || !text.chars().any(|c| !c.is_ascii() && is_py_space(c)))
+}
+
+/// `" ".join(text.split())`: `text` itself when it is that already.
+fn norm(text: &str) -> Cow<'_, str> {
+    if is_normal(text) {
+        return Cow::Borrowed(text);
+    }
     let mut out = String::with_capacity(text.len());
     for word in split(text) {
         if !out.is_empty() {
@@ -237,7 +297,7 @@ fn norm(text: &str) -> String {
         }
         out.push_str(word);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// `" ".join(p for p in parts if p)`, with `sep`.
@@ -279,7 +339,7 @@ fn small_number(digits: &str) -> Option<u32> {
 
 struct Mapper<'t> {
     tables: &'t Tables,
-    tree: &'t Tree,
+    tree: &'t Tree<'t>,
     items: Vec<Field<'static>>,
 }
 
@@ -287,14 +347,14 @@ impl<'t> Mapper<'t> {
     fn add(&mut self, tag: &'static str, value: &str) {
         let value = norm(value);
         if !value.is_empty() {
-            self.items.push((Cow::Borrowed(tag), Cow::Owned(value)));
+            self.items.push((Cow::Borrowed(tag), Cow::Owned(value.into_owned())));
         }
     }
 
     fn add_owned_tag(&mut self, tag: String, value: &str) {
         let value = norm(value);
         if !value.is_empty() {
-            self.items.push((Cow::Owned(tag), Cow::Owned(value)));
+            self.items.push((Cow::Owned(tag), Cow::Owned(value.into_owned())));
         }
     }
 
@@ -376,7 +436,7 @@ impl<'t> Mapper<'t> {
         let mut parts = vec![];
         for section in t.children(at, "AbstractText") {
             let text = t.text(Some(section));
-            let label = norm(t.attr(section, "Label").unwrap_or(""));
+            let label = t.norm_attr(section, "Label");
             parts.push(if !label.is_empty() && !text.is_empty() {
                 format!("{label}: {text}")
             } else if !text.is_empty() {
@@ -408,7 +468,7 @@ impl<'t> Mapper<'t> {
                 self.add(affiliation, t.first_text(Some(info), "Affiliation").unwrap_or(""));
             }
             for ident in t.children(at, "Identifier") {
-                let source = norm(t.attr(ident, "Source").unwrap_or(""));
+                let source = t.norm_attr(ident, "Source");
                 let value = t.text(Some(ident));
                 let line = if source.is_empty() { value } else { format!("{source}: {value}") };
                 self.add("AUID", &line);
@@ -420,7 +480,7 @@ impl<'t> Mapper<'t> {
     fn locations(&mut self, parent: Option<usize>) {
         let t = self.tree;
         for location in t.children(parent, "ELocationID") {
-            let kind = norm(t.attr(location, "EIdType").unwrap_or(""));
+            let kind = t.norm_attr(location, "EIdType");
             let value = t.text(Some(location));
             let line = if kind.is_empty() { value } else { format!("{value} [{kind}]") };
             self.add("LID", &line);
@@ -469,7 +529,7 @@ impl<'t> Mapper<'t> {
         t.descendants(at, "PubMedPubDate", &mut found);
         let mut dates = vec![];
         for date in found {
-            dates.push((norm(t.attr(date, "PubStatus").unwrap_or("")), self.stamp(date)?));
+            dates.push((t.norm_attr(date, "PubStatus"), self.stamp(date)?));
         }
         for (status, tag) in &self.tables.stamp_tags {
             if let Some((_, stamp)) = dates.iter().find(|(s, _)| s == status) {
@@ -488,9 +548,9 @@ impl<'t> Mapper<'t> {
         let t = self.tree;
         let (mut pmc, mut mid) = (None, None);
         for ident in t.children(at, "ArticleId") {
-            let kind = norm(t.attr(ident, "IdType").unwrap_or(""));
+            let kind = t.norm_attr(ident, "IdType");
             let value = t.text(Some(ident));
-            match kind.as_str() {
+            match &*kind {
                 "pubmed" => {}
                 "pmc" => pmc = Some(value),
                 "mid" => mid = Some(value),
@@ -563,7 +623,7 @@ impl<'t> Mapper<'t> {
             self.add(tag, &date);
         }
         for issn in t.children(j, "ISSN") {
-            let kind = norm(t.attr(issn, "IssnType").unwrap_or(""));
+            let kind = t.norm_attr(issn, "IssnType");
             let value = t.text(Some(issn));
             self.add("IS", &if kind.is_empty() { value } else { format!("{value} ({kind})") });
         }
@@ -577,10 +637,10 @@ impl<'t> Mapper<'t> {
             self.add("DP", &date);
         }
         self.add("TI", &t.text(t.first(a, "ArticleTitle")));
-        let mut pages = norm(t.path_text(a, "Pagination", "MedlinePgn").unwrap_or(""));
+        let mut pages = norm(t.path_text(a, "Pagination", "MedlinePgn").unwrap_or("")).into_owned();
         if pages.is_empty() {
-            let start = norm(t.path_text(a, "Pagination", "StartPage").unwrap_or(""));
-            let end = norm(t.path_text(a, "Pagination", "EndPage").unwrap_or(""));
+            let start = norm(t.path_text(a, "Pagination", "StartPage").unwrap_or("")).into_owned();
+            let end = norm(t.path_text(a, "Pagination", "EndPage").unwrap_or("")).into_owned();
             pages = if !start.is_empty() && !end.is_empty() { format!("{start}-{end}") } else { start };
         }
         self.add("PG", &pages);
@@ -630,13 +690,13 @@ impl<'t> Mapper<'t> {
         }
         self.add("COIS", &t.text(t.first(c, "CoiStatement")));
         for comment in t.path(c, "CommentsCorrectionsList", "CommentsCorrections") {
-            let ref_type = norm(t.attr(comment, "RefType").unwrap_or(""));
-            if self.tables.skipped_ref_types.contains(&ref_type) {
+            let ref_type = t.norm_attr(comment, "RefType");
+            if self.tables.skipped_ref_types.iter().any(|skipped| *skipped == *ref_type) {
                 continue;
             }
             let source = t.norm_text(Some(comment), "RefSource");
             let pmid = t.norm_text(Some(comment), "PMID");
-            let tag = match self.tables.comment_tags.get(&ref_type) {
+            let tag = match self.tables.comment_tags.get(&*ref_type) {
                 Some(tag) => tag.clone(),
                 None if ref_type.is_empty() => "CC".to_owned(),
                 None => ref_type,
@@ -666,7 +726,7 @@ impl<'t> Mapper<'t> {
         }
         self.add("RF", t.first_text(c, "NumberOfReferences").unwrap_or(""));
         for other_id in t.children(c, "OtherID") {
-            let source = norm(t.attr(other_id, "Source").unwrap_or(""));
+            let source = t.norm_attr(other_id, "Source");
             let value = t.text(Some(other_id));
             self.add("OID", &if source.is_empty() { value } else { format!("{source}: {value}") });
         }
@@ -676,7 +736,7 @@ impl<'t> Mapper<'t> {
         }
         self.people(t.path(c, "InvestigatorList", "Investigator").collect(), "FIR", "IR", "IRAD");
         for other in t.children(c, "OtherAbstract") {
-            let kind = norm(t.attr(other, "Type").unwrap_or(""));
+            let kind = t.norm_attr(other, "Type");
             let text = self.abstract_text(Some(other));
             let line = if !kind.is_empty() && !text.is_empty() { format!("{kind}: {text}") } else { text };
             self.add("OAB", &line);
