@@ -1,8 +1,9 @@
 """The compiled MEDLINE code, ``worker._native``, built from ``worker/native/`` (Rust).
 
 It does what :mod:`worker.medline_text` (splitting a stream into records, a record into
-fields) and :mod:`worker.documents` (fields to the index body) do -- those Python modules are
-the reference, and the fallback when the extension is not built -- and hands back the index
+fields), :mod:`worker.documents` (fields to the index body) and the mapping of
+:mod:`worker.pubmed_xml` (a PubMed XML record to fields) do -- those Python modules are the
+reference, and the fallback when the extension is not built -- and hands back the index
 body as JSON bytes, which the pydantic model then validates
 (:meth:`schemas.document.Document.from_json`). The format's tables (the MEDLINE tag set, the
 simply mapped tags) are given to it from Python, so they are written once.

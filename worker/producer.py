@@ -129,9 +129,9 @@ def sniff_format(stream: BinaryIO) -> RecordFormat:
 def iter_records(stream: BinaryIO, fmt: RecordFormat) -> Iterator[RecordBytes]:
     """Raw records of ``stream`` in format ``fmt``, as ``(offset, UTF-8 text)``."""
     if fmt == "pubmed-xml":
-        from worker.pubmed_xml import iter_xml_records
+        from worker.pubmed_xml import iter_xml_record_bytes
 
-        return ((record.offset, record.text.encode()) for record in iter_xml_records(stream))
+        return iter_xml_record_bytes(stream)
     return iter_record_bytes(stream)
 
 

@@ -1,16 +1,13 @@
 """PubMed XML: stream ``PubmedArticleSet`` / ``MedlineCitationSet`` files into raw records, and
 map one record onto the same :class:`~schemas.document.Document` as the MEDLINE text format.
 
-Splitting (:func:`iter_xml_records`, in the producer): lxml ``iterparse`` over the (already
-decompressed) stream, in constant memory -- each record element is serialised, then cleared
-and removed from the tree with the siblings before it. Records are ``PubmedArticle``,
-``PubmedBookArticle`` and top-level ``MedlineCitation`` elements; a ``DeleteCitation`` becomes
-one record per PMID, ``<DeleteCitation><PMID ...>n</PMID></DeleteCitation>``.
-
-Byte offsets are real: lxml reports none, so the stream is read through a scanner that notes
-the offset of every record start tag (outside comments and CDATA) as lxml reads the bytes; the
-n-th start event is the n-th tag found. Offsets count bytes of the decompressed stream, as for
-MEDLINE text. Each ``DeleteCitation`` PMID carries the offset of its ``DeleteCitation``.
+Splitting (:func:`iter_xml_record_bytes`, in the producer): the (already decompressed) stream
+is scanned for record elements by their tags, outside comments and CDATA, in constant memory,
+and each is taken as the file has it -- the worker parses it, so the producer does not build a
+tree it would throw away (that took most of the producer's time). Records are
+``PubmedArticle``, ``PubmedBookArticle`` and top-level ``MedlineCitation`` elements; a
+``DeleteCitation`` becomes one record per PMID, ``<DeleteCitation><PMID ...>n</PMID>
+</DeleteCitation>``. Offsets count bytes of the decompressed stream, as for MEDLINE text.
 
 Mapping (:func:`xml_record_to_document`, in the worker): the XML is rendered as the MEDLINE
 fields PubMed prints for the same citation (``DateRevised`` → ``LR``, ``ArticleDate`` →
@@ -18,7 +15,9 @@ fields PubMed prints for the same citation (``DateRevised`` → ``LR``, ``Articl
 ``CON``/``CIN``/``EIN``/..., history → ``EDAT``/``MHDA``/``CRDT``/``PHST``, a composed ``SO``),
 and those fields go through :func:`worker.documents.build_document`, the text format's own
 mapping and validation. The same citation in both formats therefore gives the same document,
-by construction; the tests hold both forms of a few rich citations. One thing only XML has: a
+by construction; the tests hold both forms of a few rich citations. The compiled parser
+(:mod:`worker.native`) maps the records the producer writes the same way, and leaves every
+other record to this module (:func:`xml_record_span_to_document`). One thing only XML has: a
 versioned citation's ``<PMID Version>`` (2 or more), kept as ``pmid_version``, which orders the
 versions in the index (:meth:`~schemas.document.Document.revision_version`).
 """
@@ -27,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import cache
 from typing import Any, BinaryIO
@@ -47,10 +45,11 @@ log = logging.getLogger(__name__)
 
 #: Elements that are records (a ``MedlineCitation`` inside a ``PubmedArticle`` is not one).
 RECORD_TAGS = ("PubmedArticle", "PubmedBookArticle", "MedlineCitation", "DeleteCitation")
-#: Bytes asked of the stream per read when lxml does not say.
+#: Bytes asked of the stream per read.
 READ_SIZE = 1 << 16
-#: Longest match of :data:`_START` (``<PubmedBookArticle`` and the character after it).
-_KEEP = 20
+#: Longest match of :data:`_START` and ``_INSIDE`` (``</PubmedBookArticle`` and the
+#: character after it), kept when a chunk ends without one.
+_KEEP = 24
 #: Record start tags, comments and CDATA sections (whose contents are skipped).
 _START = re.compile(
     rb"<(?:(!--)|(!\[CDATA\[)|(PubmedArticle|PubmedBookArticle|MedlineCitation|DeleteCitation)"
@@ -100,111 +99,185 @@ class XmlSourceError(MedlineIngestError):
 
 # --- splitting --------------------------------------------------------------------------------
 
+#: Inside a record: a comment or CDATA section (skipped), or a start or end tag of a record
+#: element.
+_INSIDE = re.compile(
+    rb"<(?:(!--)|(!\[CDATA\[)|(/?)(PubmedArticle|PubmedBookArticle|MedlineCitation|DeleteCitation)"
+    rb"(?=[\s/>]))"
+)
+#: The rest of a start tag, to its ``>``: attribute values are quoted and may hold ``>``.
+_TAG_REST = re.compile(rb"""(?:[^>"']|"[^"]*"|'[^']*')*>""")
+#: An XML declaration's encoding.
+_ENCODING = re.compile(rb"""\A(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
+#: Largest record the producer holds while looking for its end tag: far above any citation
+#: (under 1 MB), it bounds the memory a file without end tags can take.
+MAX_HELD_RECORD_BYTES = 64 << 20
 
-class _OffsetScanner:
-    """Wraps a byte stream for lxml and notes the offset of each record start tag it reads."""
 
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-        self.starts: deque[tuple[str, int]] = deque()
-        self._tail = b""
-        self._tail_at = 0  # offset of _tail[0] in the stream
-        self._skip_to: bytes | None = None  # end of the comment or CDATA being skipped
+def _cut_short(where: str, what: str, offset: int) -> XmlSourceError:
+    return XmlSourceError(
+        f"{where}the file ends inside {what} that begins at byte {offset}: it is cut short"
+    )
 
-    def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size if size and size > 0 else READ_SIZE)
-        self._scan(data)
-        return data
 
-    def _scan(self, data: bytes) -> None:
-        buf = self._tail + data
-        pos = 0
-        while True:
-            if self._skip_to is not None:
-                end = buf.find(self._skip_to, pos)
-                if end < 0:
-                    pos = max(pos, len(buf) - len(self._skip_to) + 1)
-                    break
-                pos = end + len(self._skip_to)
-                self._skip_to = None
+def iter_xml_record_bytes(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """Raw records of a PubMed XML stream (already decompressed), as ``(byte offset, UTF-8
+    bytes)``: each record element exactly as the file has it (invalid UTF-8 replaced), a
+    ``DeleteCitation`` as one record per PMID.
+
+    The stream is scanned, not parsed: records are found by their start and end tags (outside
+    comments and CDATA), in memory bounded by the largest record. Whether a record is
+    well-formed is the worker's to find out, per record, so one broken record is
+    dead-lettered with its text and the rest of the file is ingested. A record whose end tag
+    never comes before the next record begins is yielded as far as it goes (and
+    dead-lettered).
+
+    :raises XmlSourceError: the file ends inside a record, comment or CDATA section (cut
+        short), a record runs past :data:`MAX_HELD_RECORD_BYTES`, or the file declares an
+        encoding other than UTF-8 (NLM writes UTF-8); records before were yielded.
+    """
+    name = getattr(stream, "name", None)
+    where = f"{name}: " if isinstance(name, str) else ""
+    buf = b""
+    base = 0  # offset of buf[0] in the stream
+    pos = 0
+    ended = False
+
+    def more() -> bool:
+        nonlocal buf, ended
+        chunk = b"" if ended else stream.read(READ_SIZE)
+        ended = not chunk
+        buf += chunk
+        return not ended
+
+    def skip(marker: bytes, at: int, what: str) -> int:
+        """The position after ``marker``, searched from ``at``, reading on as needed."""
+        end = buf.find(marker, at)
+        while end < 0:
+            if not more():
+                raise _cut_short(where, what, base + at)
+            end = buf.find(marker, max(at, len(buf) - READ_SIZE - len(marker)))
+        return end + len(marker)
+
+    more()
+    declared = _ENCODING.match(buf)
+    if declared and declared.group(1).lower().replace(b"-", b"") != b"utf8":
+        encoding = declared.group(1).decode("ascii", "replace")
+        raise XmlSourceError(f"{where}declares encoding {encoding!r}: only UTF-8 XML is read")
+    while True:
+        if pos > READ_SIZE:  # what was scanned is done with
+            buf, base, pos = buf[pos:], base + pos, 0
+        found = _START.search(buf, pos)
+        if found is None:
+            pos = max(pos, len(buf) - _KEEP)  # a start tag may be cut by the chunk's end
+            if not more():
+                return
+            continue
+        if not found.group(3):  # a comment or CDATA section between records
+            comment = bool(found.group(1))
+            what = "a comment" if comment else "a CDATA section"
+            pos = skip(b"-->" if comment else b"]]>", found.end(), what)
+            continue
+        tag, start = found.group(3).decode(), found.start()
+        what = f"the <{tag}> record"
+        rest = _TAG_REST.match(buf, found.end())
+        while rest is None:
+            if not more():
+                raise _cut_short(where, what, base + start)
+            rest = _TAG_REST.match(buf, found.end())
+        end = rest.end() if buf[rest.end() - 2 : rest.end() - 1] == b"/" else None
+        scan = rest.end()
+        if end is None:
+            end = _plain_end(buf, scan, tag)
+        while end is None:
+            inside = _INSIDE.search(buf, scan)
+            if inside is None:
+                if len(buf) - start > MAX_HELD_RECORD_BYTES:
+                    raise XmlSourceError(
+                        f"{where}{what} that begins at byte {base + start} runs past "
+                        f"{MAX_HELD_RECORD_BYTES} bytes without its end tag"
+                    )
+                scan = max(scan, len(buf) - _KEEP)
+                if not more():
+                    raise _cut_short(where, what, base + start)
                 continue
-            match = _START.search(buf, pos)
-            if match is None:
-                # Keep what could be the beginning of a tag cut by the end of the chunk.
-                pos = max(pos, len(buf) - _KEEP)
-                break
-            pos = match.end()
-            if match.group(1):
-                self._skip_to = b"-->"
-            elif match.group(2):
-                self._skip_to = b"]]>"
+            if inside.group(1) or inside.group(2):
+                comment = bool(inside.group(1))
+                scan = skip(b"-->" if comment else b"]]>", inside.end(), what)
+                continue
+            closing, inner = inside.group(3), inside.group(4).decode()
+            if closing and inner == tag:
+                end = skip(b">", inside.end(), what)
+            elif not closing and not (tag == "PubmedArticle" and inner == "MedlineCitation"):
+                end = inside.start()  # the next record begins: this one is broken
             else:
-                self.starts.append((match.group(3).decode(), self._tail_at + match.start()))
-        self._tail = buf[pos:]
-        self._tail_at += pos
+                scan = inside.end()
+        record = _utf8(buf[start:end])
+        pos = end
+        if tag == "DeleteCitation":
+            for deletion in _deletions(record):
+                yield base + start, deletion
+        else:
+            yield base + start, record
 
-    def take(self, tag: str) -> int | None:
-        """Offset of the next start tag, which lxml just reported as ``tag``."""
-        while self.starts:
-            name, offset = self.starts.popleft()
-            if name == tag:
-                return offset
+
+#: What sends a record to the careful scan: markup that may hide tags, and the start of a
+#: record (a ``MedlineCitation`` only outside a ``PubmedArticle``).
+_SUSPECT = (b"<!--", b"<![CDATA[", b"<PubmedArticle", b"<PubmedBookArticle", b"<DeleteCitation")
+_SUSPECT_IN = {
+    "PubmedArticle": _SUSPECT,
+    **{tag: (*_SUSPECT, b"<MedlineCitation") for tag in RECORD_TAGS if tag != "PubmedArticle"},
+}
+
+
+def _plain_end(buf: bytes, scan: int, tag: str) -> int | None:
+    """The end of the record ``tag`` whose content starts at ``scan``, found with a few
+    byte searches, when nothing before its end tag needs the careful scan (the records NLM
+    writes); None otherwise, or when the end tag is not in ``buf`` yet."""
+    close = buf.find(b"</" + tag.encode(), scan)
+    if close < 0:
         return None
+    after = close + len(tag) + 2
+    if after >= len(buf) or buf[after] not in b" \t\r\n>":
+        return None
+    if any(buf.find(suspect, scan, close) >= 0 for suspect in _SUSPECT_IN[tag]):
+        return None
+    end = buf.find(b">", after)
+    return end + 1 if end >= 0 else None
+
+
+def _utf8(raw: bytes) -> bytes:
+    """``raw`` if it is UTF-8, else its text with invalid bytes replaced, as UTF-8."""
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("utf-8", "replace").encode("utf-8")
+    return raw
+
+
+def _deletions(record: bytes) -> list[bytes]:
+    """One ``<DeleteCitation>`` per PMID of a ``DeleteCitation`` element; the element as it is
+    if it is not well-formed (the worker dead-letters it)."""
+    try:
+        root = _parse_bytes(record)
+    except (etree.XMLSyntaxError, ValueError):
+        return [record]
+    deletions = []
+    for pmid in root.iterchildren("PMID"):
+        pmid.tail = None
+        text = etree.tostring(pmid, encoding="unicode")
+        deletions.append(f"<DeleteCitation>{text}</DeleteCitation>".encode())
+    return deletions or [record]
 
 
 def iter_xml_records(stream: BinaryIO) -> Iterator[RawRecord]:
-    """Raw records of a PubMed XML stream (already decompressed), with byte offsets.
+    """:func:`iter_xml_record_bytes` as raw records (text as str).
 
-    :raises XmlSourceError: the XML is not well-formed; records before the fault were yielded.
+    :raises XmlSourceError: as :func:`iter_xml_record_bytes`.
     """
-    scanner = _OffsetScanner(stream)
-    events = etree.iterparse(
-        scanner,
-        events=("start", "end"),
-        tag=RECORD_TAGS,
-        resolve_entities=False,
-        no_network=True,
-        remove_comments=True,
-    )
-    depth = 0
-    offset = 0
-    try:
-        for event, elem in events:
-            if event == "start":
-                if depth == 0:
-                    found = scanner.take(elem.tag)
-                    if found is None:  # cannot happen unless the scanner lost track
-                        log.warning("no byte offset for <%s>; using %d", elem.tag, offset)
-                    else:
-                        offset = found
-                else:
-                    scanner.take(elem.tag)
-                depth += 1
-                continue
-            depth -= 1
-            if depth:
-                continue  # a MedlineCitation inside its PubmedArticle
-            if elem.tag == "DeleteCitation":
-                for pmid in elem.iterchildren("PMID"):
-                    pmid.tail = None
-                    text = etree.tostring(pmid, encoding="unicode")
-                    yield RawRecord(offset=offset, text=f"<DeleteCitation>{text}</DeleteCitation>")
-            else:
-                yield RawRecord(
-                    offset=offset, text=etree.tostring(elem, encoding="unicode", with_tail=False)
-                )
-            elem.clear(keep_tail=False)
-            parent = elem.getparent()
-            if parent is not None:
-                while elem.getprevious() is not None:
-                    del parent[0]
-    except etree.XMLSyntaxError as exc:
-        name = getattr(stream, "name", None)
-        where = f"{name}: " if isinstance(name, str) else ""
-        line, column = exc.position
-        raise XmlSourceError(
-            f"{where}not well-formed XML at line {line}, column {column}: {exc.msg}"
-        ) from None
+    for offset, record in iter_xml_record_bytes(stream):
+        yield RawRecord(offset=offset, text=record.decode("utf-8"))
 
 
 # --- mapping ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 import fakeredis
 import orjson
 import pytest
+from lxml import etree
 
 from schemas.deletion import Deletion
 from schemas.document import PMID_VERSION_MAX, Document
@@ -332,6 +333,30 @@ def test_byte_offsets_point_at_each_record_whatever_the_read_size(size: int) -> 
     assert isinstance(doc, Document) and doc.title == "Ünïcödé títle, 日本語."
 
 
+@pytest.mark.parametrize("name", ["tricky", "sample", "citation-set"])
+def test_each_record_taken_is_the_element_lxml_reads_in_the_file(name: str) -> None:
+    data = {
+        "tricky": TRICKY,
+        "sample": SAMPLE_XML.read_bytes(),
+        "citation-set": article_set(
+            [medline_citation(1), "<!-- <MedlineCitation> -->", medline_citation(2)],
+            root="MedlineCitationSet",
+        ).encode(),
+    }[name]
+    root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, remove_comments=True))
+    expected = [
+        etree.tostring(element, with_tail=False)
+        for element in root
+        if element.tag in ("PubmedArticle", "PubmedBookArticle", "MedlineCitation")
+    ]
+    taken = [
+        etree.tostring(etree.fromstring(record.text.encode()))
+        for record in iter_xml_records(io.BytesIO(data))  # type: ignore[arg-type]
+        if not record.text.startswith("<DeleteCitation>")
+    ]
+    assert taken == expected and len(taken) >= 2
+
+
 def test_medline_citation_set_files_plain_and_gzipped(tmp_path: Path) -> None:
     text = article_set(
         [medline_citation(10), medline_citation(11)], deletes=[12], root="MedlineCitationSet"
@@ -359,7 +384,7 @@ def test_a_medline_citation_inside_its_article_is_not_a_record_of_its_own(tmp_pa
     assert [r.text[:15] for r in records] == ["<PubmedArticle>"] * 2
 
 
-def test_a_broken_file_stops_with_a_clear_error_after_its_good_records(tmp_path: Path) -> None:
+def test_a_file_cut_short_stops_with_a_clear_error_after_its_good_records(tmp_path: Path) -> None:
     text = article_set([pubmed_article(1), pubmed_article(2)])
     second = text.index("<PubmedArticle>", text.index("<PubmedArticle>") + 1)
     path = write_xml(tmp_path / "broken.xml", text[: second + 300])  # cut inside the second
@@ -368,7 +393,59 @@ def test_a_broken_file_stops_with_a_clear_error_after_its_good_records(tmp_path:
         for record in iter_xml_records(stream):
             got.append(record)
     assert len(got) == 1
-    assert str(path) in str(caught.value) and "not well-formed XML at line" in str(caught.value)
+    message = str(caught.value)
+    assert str(path) in message and "ends inside the <PubmedArticle> record" in message
+    assert f"begins at byte {len(text[:second].encode())}: it is cut short" in message
+
+
+def test_a_broken_record_is_dead_lettered_and_the_rest_of_the_file_ingested(
+    tmp_path: Path,
+) -> None:
+    broken = pubmed_article(2).replace("</ArticleTitle>", "</Title>")
+    unclosed = pubmed_article(3).replace("</PubmedArticle>", "")
+    path = write_xml(
+        tmp_path / "b.xml", article_set([pubmed_article(1), broken, unclosed, pubmed_article(4)])
+    )
+    records = xml_records(path)
+    assert [r.text[:15] for r in records] == ["<PubmedArticle>"] * 4
+    assert records[1].text == broken and records[2].text == unclosed + "\n"
+    batch = BatchMessage(
+        job_id="j", batch_id="j:0", source=str(path), format="pubmed-xml", records=records
+    )
+    parsed = parse_batch(PackedBatch.from_message(batch), max_record_bytes=2**21)
+    assert [p.pmid for p in parsed.documents] == ["1", "4"]
+    assert [d.pmid for d in parsed.dead_letters] == ["2", "3"]
+    assert all("not well-formed XML" in d.reason for d in parsed.dead_letters)
+    assert [d.records[0].text for d in parsed.dead_letters] == [records[1].text, records[2].text]
+
+
+def test_records_are_taken_as_the_file_has_them(tmp_path: Path) -> None:
+    quoted = pubmed_article(1).replace("<PubmedArticle>", '<PubmedArticle note="a > b">')
+    entity = pubmed_article(2, title="Caf&#233; &amp; cr&#xE8;me.")
+    path = write_xml(
+        tmp_path / "q.xml", article_set([quoted, entity, "<PubmedArticle/>"], deletes=[5])
+    )
+    records = xml_records(path)
+    assert [r.text for r in records[:3]] == [quoted, entity, "<PubmedArticle/>"]
+    doc = xml_record_to_document(records[1].text)
+    assert isinstance(doc, Document) and doc.title == "Café & crème."
+    assert records[3].text == '<DeleteCitation><PMID Version="1">5</PMID></DeleteCitation>'
+
+
+def test_bytes_that_are_not_utf8_are_replaced(tmp_path: Path) -> None:
+    data = article_set([pubmed_article(1, title="Bad TITLE byte.")]).encode()
+    path = tmp_path / "u.xml"
+    path.write_bytes(data.replace(b"TITLE", b"\xff"))
+    (record,) = xml_records(path)
+    doc = xml_record_to_document(record.text)
+    assert isinstance(doc, Document) and doc.title == "Bad \ufffd byte."
+
+
+def test_a_file_in_another_encoding_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin.xml"
+    path.write_bytes(b'<?xml version="1.0" encoding="ISO-8859-1"?>\n<PubmedArticleSet/>')
+    with open_source(path) as stream, pytest.raises(XmlSourceError, match="only UTF-8"):
+        list(iter_xml_records(stream))
 
 
 def _rss_bytes() -> int:
