@@ -24,7 +24,6 @@ versions in the index (:meth:`~schemas.document.Document.revision_version`).
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Iterator
 from functools import cache
@@ -40,8 +39,6 @@ from worker import native
 from worker.dates import MONTHS
 from worker.documents import build_document, compiled_parser, document_from_json
 from worker.errors import MedlineIngestError, RecordError
-
-log = logging.getLogger(__name__)
 
 #: Elements that are records (a ``MedlineCitation`` inside a ``PubmedArticle`` is not one).
 RECORD_TAGS = ("PubmedArticle", "PubmedBookArticle", "MedlineCitation", "DeleteCitation")
@@ -120,6 +117,13 @@ def _cut_short(where: str, what: str, offset: int) -> XmlSourceError:
     )
 
 
+def _too_long(where: str, what: str, offset: int) -> XmlSourceError:
+    return XmlSourceError(
+        f"{where}{what} that begins at byte {offset} runs past {MAX_HELD_RECORD_BYTES} bytes "
+        "without its end"
+    )
+
+
 def iter_xml_record_bytes(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
     """Raw records of a PubMed XML stream (already decompressed), as ``(byte offset, UTF-8
     bytes)``: each record element exactly as the file has it (invalid UTF-8 replaced), a
@@ -159,7 +163,8 @@ def iter_xml_record_bytes(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
             end = buf.find(marker, max(at, len(buf) - READ_SIZE - len(marker)))
         return end + len(marker)
 
-    more()
+    while len(buf) < READ_SIZE and more():  # enough to hold the XML declaration
+        pass
     declared = _ENCODING.match(buf)
     if declared and declared.group(1).lower().replace(b"-", b"") != b"utf8":
         encoding = declared.group(1).decode("ascii", "replace")
@@ -181,7 +186,9 @@ def iter_xml_record_bytes(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
         tag, start = found.group(3).decode(), found.start()
         what = f"the <{tag}> record"
         rest = _TAG_REST.match(buf, found.end())
-        while rest is None:
+        while rest is None:  # the start tag is cut by the chunk's end, or a quote is open
+            if len(buf) - start > MAX_HELD_RECORD_BYTES:
+                raise _too_long(where, what, base + start)
             if not more():
                 raise _cut_short(where, what, base + start)
             rest = _TAG_REST.match(buf, found.end())
@@ -193,10 +200,7 @@ def iter_xml_record_bytes(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
             inside = _INSIDE.search(buf, scan)
             if inside is None:
                 if len(buf) - start > MAX_HELD_RECORD_BYTES:
-                    raise XmlSourceError(
-                        f"{where}{what} that begins at byte {base + start} runs past "
-                        f"{MAX_HELD_RECORD_BYTES} bytes without its end tag"
-                    )
+                    raise _too_long(where, what, base + start)
                 scan = max(scan, len(buf) - _KEEP)
                 if not more():
                     raise _cut_short(where, what, base + start)

@@ -1,9 +1,11 @@
 """PubMed XML end to end: real broker, real worker processes, real Elasticsearch.
 
-Same citation as text and as XML → the same indexed document; an update file revises and
-deletes; a stale revision arriving last, of an article or of a book chapter, does not win and is
-counted, not dead-lettered; a later version of a versioned citation wins over any revision of an
-earlier one, and the delete of an earlier version leaves it.
+Same citation as text and as XML → the same indexed document; a record that is invalid or not
+well-formed is dead-lettered with its text and offset, and the rest of its file indexed; an
+update file revises and deletes; a stale revision arriving last, of an article or of a book
+chapter, does not win and is counted, not dead-lettered; a later version of a versioned
+citation wins over any revision of an earlier one, and the delete of an earlier version
+leaves it.
 """
 
 from __future__ import annotations
@@ -171,22 +173,29 @@ def test_a_later_version_of_a_citation_wins_and_the_delete_of_an_earlier_one_lea
     assert stack.dead_letters.counts() == {"malformed": 0, "rejected": 0, "exhausted": 0}
 
 
-def test_a_bad_xml_record_is_dead_lettered_with_its_offset(
+def test_bad_xml_records_are_dead_lettered_with_their_offsets_and_the_rest_indexed(
     stack: Stack, workers: WorkerFactory, tmp_path: Path
 ) -> None:
     workers.start()
     no_title = pubmed_article(602).replace("<ArticleTitle>", "<VernacularTitle>")
     no_title = no_title.replace("</ArticleTitle>", "</VernacularTitle>")
+    broken = pubmed_article(604).replace("</ArticleTitle>", "</Title>")
     path = write_xml(
-        tmp_path / "mixed.xml", article_set([pubmed_article(601), no_title, pubmed_article(603)])
+        tmp_path / "mixed.xml",
+        article_set([pubmed_article(601), no_title, broken, pubmed_article(603)]),
     )
 
     summary = ingest(stack, path)
 
-    assert (summary.records, summary.indexed, summary.dead_lettered) == (3, 2, 1)
-    (entry,) = stack.dead_letters.iter_entries("malformed")
-    assert entry.format == "pubmed-xml" and entry.pmid == "602"
-    assert "title" in entry.reason
-    (record,) = entry.records
-    assert path.read_bytes()[record.offset :].startswith(b"<PubmedArticle><MedlineCitation")
-    assert b"602" in path.read_bytes()[record.offset : record.offset + 200]
+    assert (summary.records, summary.indexed, summary.dead_lettered) == (4, 2, 2)
+    assert set(sources(stack)) == {"601", "603"}
+    entries = sorted(stack.dead_letters.iter_entries("malformed"), key=lambda e: e.pmid or "")
+    assert [(e.format, e.pmid) for e in entries] == [("pubmed-xml", "602"), ("pubmed-xml", "604")]
+    assert "title" in entries[0].reason
+    assert "not well-formed XML" in entries[1].reason
+    data = path.read_bytes()
+    for entry, pmid in zip(entries, ("602", "604"), strict=True):
+        (record,) = entry.records
+        assert data[record.offset :].startswith(b"<PubmedArticle><MedlineCitation")
+        assert record.text.encode() == data[record.offset : record.offset + len(record.text)]
+        assert pmid.encode() in data[record.offset : record.offset + 200]

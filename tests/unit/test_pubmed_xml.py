@@ -25,6 +25,7 @@ from tests.pubmed_records import (
     pubmed_book_article,
     write_xml,
 )
+from worker import pubmed_xml
 from worker.documents import record_to_document
 from worker.errors import RecordError
 from worker.jobs import JobStore
@@ -439,6 +440,19 @@ def test_bytes_that_are_not_utf8_are_replaced(tmp_path: Path) -> None:
     (record,) = xml_records(path)
     doc = xml_record_to_document(record.text)
     assert isinstance(doc, Document) and doc.title == "Bad \ufffd byte."
+
+
+@pytest.mark.parametrize("opening", ["<PubmedArticle>", '<PubmedArticle note="open>'])
+def test_a_record_that_never_ends_is_not_held_past_the_limit(
+    opening: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pubmed_xml, "MAX_HELD_RECORD_BYTES", 100_000)
+    data = (pubmed_article(1) + opening + "words " * 50_000).encode()
+    records = []
+    with pytest.raises(XmlSourceError, match=r"begins at byte [0-9]+ runs past 100000 bytes"):
+        for record in iter_xml_records(io.BytesIO(data)):  # type: ignore[arg-type]
+            records.append(record)
+    assert [r.offset for r in records] == [0]
 
 
 def test_a_file_in_another_encoding_is_refused(tmp_path: Path) -> None:
