@@ -1,4 +1,5 @@
-//! `worker._native`: the MEDLINE record parser and document mapper, compiled.
+//! `worker._native`: the MEDLINE record parser and document mapper, and the PubMed XML
+//! record mapper, compiled.
 //!
 //! The Python modules `worker.medline_text` and `worker.documents` are the reference
 //! implementation and the fallback when this extension is not built; `worker.native_parser`
@@ -150,8 +151,11 @@ impl Parser {
         let bytes = data
             .get(start..end)
             .ok_or_else(|| PyValueError::new_err(format!("no bytes {start}..{end} in the batch")))?;
-        let Ok(text) = std::str::from_utf8(bytes) else { return Ok(None) };
-        let Some((found, version)) = xml_fields(&tables.inner, text) else { return Ok(None) };
+        // Not UTF-8, or not a record the compiled mapping takes: Python's to handle.
+        let (found, version) = match std::str::from_utf8(bytes).ok().and_then(|text| xml_fields(&tables.inner, text)) {
+            Some(mapped) => mapped,
+            None => return Ok(None),
+        };
         let mut out = Vec::with_capacity(BODY_CAPACITY);
         write_body(&self.mapping, &found, &mut out);
         if version > 1 && out.last() == Some(&b'}') {

@@ -524,7 +524,10 @@ impl<'t> Mapper<'t> {
     /// `_Fields.history`.
     fn history(&mut self, at: Option<usize>) -> Mapped<()> {
         let t = self.tree;
-        let Some(at) = at else { return Ok(()) };
+        let at = match at {
+            Some(at) => at,
+            None => return Ok(()),
+        };
         let mut found = vec![];
         t.descendants(at, "PubMedPubDate", &mut found);
         let mut dates = vec![];
@@ -708,7 +711,10 @@ impl<'t> Mapper<'t> {
             self.add("GS", &t.nodes[symbol].text);
         }
         for heading in t.path(c, "MeshHeadingList", "MeshHeading") {
-            let Some(descriptor) = t.first(Some(heading), "DescriptorName") else { continue };
+            let descriptor = match t.first(Some(heading), "DescriptorName") {
+                Some(descriptor) => descriptor,
+                None => continue,
+            };
             let star = |at: usize| if t.attr(at, "MajorTopicYN") == Some("Y") { "*" } else { "" };
             let mut names = vec![format!("{}{}", star(descriptor), t.text(Some(descriptor)))];
             for qualifier in t.children(Some(heading), "QualifierName") {
