@@ -90,8 +90,9 @@ Fields = list[tuple[str, str]]
 
 
 class XmlSourceError(MedlineIngestError):
-    """A PubMed XML file is not well-formed: the producer stops there (records before the
-    error are enqueued); the message says where."""
+    """A PubMed XML file cannot be read on: it is cut short, a record never ends, or it is
+    not UTF-8. The producer stops there (records before are enqueued); the message says
+    where. A single record that is not well-formed is not this: it is dead-lettered."""
 
 
 # --- splitting --------------------------------------------------------------------------------
