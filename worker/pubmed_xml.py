@@ -40,6 +40,15 @@ from worker.dates import MONTHS
 from worker.documents import build_document, compiled_parser, document_from_json
 from worker.errors import MedlineIngestError, RecordError
 
+#: MathML's namespace, which NLM's DTD fixes for the ``mml`` prefix of formulas in titles,
+#: abstracts and keywords (since June 2018).
+MATHML_NAMESPACE = "http://www.w3.org/1998/Math/MathML"
+MATH_TAG = f"{{{MATHML_NAMESPACE}}}math"
+_MTEXT_TAG = f"{{{MATHML_NAMESPACE}}}mtext"
+_MATH_SKIPPED = frozenset(
+    f"{{{MATHML_NAMESPACE}}}{name}" for name in ("annotation", "annotation-xml")
+)
+
 #: Elements that are records (a ``MedlineCitation`` inside a ``PubmedArticle`` is not one).
 RECORD_TAGS = ("PubmedArticle", "PubmedBookArticle", "MedlineCitation", "DeleteCitation")
 #: Bytes asked of the stream per read.
@@ -342,8 +351,40 @@ def _norm(text: str | None) -> str:
 
 
 def _text(elem: etree._Element | None) -> str:
-    """All the text of an element, inline markup (``<i>``, ``<sup>``...) flattened."""
-    return _norm("".join(elem.itertext())) if elem is not None else ""
+    """All the text of an element, inline markup (``<i>``, ``<sup>``...) flattened, and a
+    formula as MathML reads (:func:`_math_text`)."""
+    if elem is None:
+        return ""
+    if len(elem) and next(elem.iter(MATH_TAG), None) is not None:
+        return _norm("".join(_text_parts(elem)))
+    return _norm("".join(elem.itertext()))
+
+
+def _text_parts(elem: etree._Element) -> Iterator[str]:
+    yield elem.text or ""
+    for child in elem:
+        if child.tag == MATH_TAG:
+            yield _math_text(child)
+        elif isinstance(child.tag, str):
+            yield from _text_parts(child)
+        yield child.tail or ""
+
+
+def _math_text(node: etree._Element) -> str:
+    """A MathML formula as text: its tokens in order, each trimmed and none spaced apart, as
+    MathML renders them (whitespace between its elements is layout, not content), so that
+    ``<mml:mi>V</mml:mi> <mml:mi>O</mml:mi> <mml:mn>2</mml:mn>`` reads ``VO2``; words in an
+    ``mtext`` keep their spaces. Annotations (a TeX source...) are not part of the formula."""
+    return "".join(_math_parts(node))
+
+
+def _math_parts(node: etree._Element) -> Iterator[str]:
+    text = node.text or ""
+    yield text if node.tag == _MTEXT_TAG else text.strip()
+    for child in node:
+        if isinstance(child.tag, str) and child.tag not in _MATH_SKIPPED:
+            yield from _math_parts(child)
+        yield (child.tail or "").strip()
 
 
 def _two(value: str) -> str:
@@ -782,12 +823,33 @@ def _parse(text: str) -> etree._Element:
 
 
 def _parse_bytes(data: bytes) -> etree._Element:
-    """:raises etree.XMLSyntaxError: not well-formed XML, or not UTF-8."""
+    """The element of a record's bytes. A formula whose ``mml`` prefix is not declared in the
+    record (but on the file's root element, or by NLM's DTD, which fixes it) is read with
+    MathML's namespace, as the whole file would be.
+
+    :raises etree.XMLSyntaxError: not well-formed XML, or not UTF-8.
+    """
+    try:
+        return etree.fromstring(data, _xml_parser())
+    except etree.XMLSyntaxError as exc:
+        if not _UNDECLARED_MML.search(str(exc)):
+            raise
+        try:
+            return etree.fromstring(_MML_SCOPE_START + data + _MML_SCOPE_END, _xml_parser())[0]
+        except etree.XMLSyntaxError:
+            raise exc from None
+
+
+def _xml_parser() -> etree.XMLParser:
     # A parser per call: lxml parsers must not be shared between threads (threads pool).
-    parser = etree.XMLParser(
+    return etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True
     )
-    return etree.fromstring(data, parser)
+
+
+_UNDECLARED_MML = re.compile(r"\bNamespace prefix mml\b.* is not defined")
+_MML_SCOPE_START = f'<mml-scope xmlns:mml="{MATHML_NAMESPACE}">'.encode()
+_MML_SCOPE_END = b"</mml-scope>"
 
 
 def xml_record_to_document(text: str) -> Document | Deletion:

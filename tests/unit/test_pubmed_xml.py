@@ -274,6 +274,58 @@ def test_bad_records_raise_record_errors(text: str, reason: str | None, pmid: st
     assert caught.value.pmid == pmid
 
 
+MML = ' xmlns:mml="http://www.w3.org/1998/Math/MathML"'
+#: A formula as PubMed's XML has them since 2018: pretty-printed MathML, its layout whitespace
+#: between the elements.
+VO2MAX = """<mml:math{declared}>
+    <mml:msub>
+        <mml:mrow>
+            <mml:mover><mml:mrow><mml:mi>V</mml:mi></mml:mrow><mml:mo>.</mml:mo></mml:mover>
+            <mml:mi>O</mml:mi>
+        </mml:mrow>
+        <mml:mrow>
+            <mml:mn>2</mml:mn>
+            <mml:mi>max</mml:mi>
+        </mml:mrow>
+    </mml:msub>
+    <mml:mtext> in </mml:mtext>
+    <mml:mi>runners</mml:mi>
+    <mml:annotation encoding="application/x-tex">\\dot{{V}}O_2</mml:annotation>
+</mml:math>"""
+
+
+def _with_formulas(pmid: int, declared: str) -> str:
+    formula = VO2MAX.format(declared=declared)
+    return pubmed_article(pmid, title=f"Maximal oxygen uptake ({formula}) and lactate").replace(
+        "the immune system.", f"the <i>immune</i> system: {formula}-based."
+    )
+
+
+@pytest.mark.parametrize("declared", [MML, ""], ids=["in-the-record", "by-the-dtd"])
+def test_a_formula_reads_as_mathml_renders_it_wherever_its_prefix_is_declared(
+    declared: str,
+) -> None:
+    # NLM's DTD fixes the mml prefix's namespace, so a file may declare it once or not at
+    # all: a record taken alone must still be read, not dead-lettered as not well-formed.
+    record = _with_formulas(31, declared).encode()
+    document = pubmed_xml.xml_record_span_to_document(record, 0, len(record))
+    assert isinstance(document, Document)
+    assert document.title == "Maximal oxygen uptake (V.O2max in runners) and lactate"
+    assert document.abstract == (
+        "Intravenous immunoglobulin (IVIG) has several effects on the immune system: "
+        "V.O2max in runners-based."
+    )
+    assert xml_record_to_document(record.decode()) == document
+
+
+def test_another_undeclared_prefix_is_still_not_well_formed() -> None:
+    text = pubmed_article(32).replace("<i>", "").replace("the immune", "the <x:y>immune</x:y>")
+    with pytest.raises(RecordError) as caught:
+        xml_record_to_document(text)
+    assert "Namespace prefix x on y is not defined" in caught.value.reason
+    assert caught.value.pmid == "32"
+
+
 def test_the_pipeline_parses_xml_batches_as_the_xml_parser_does() -> None:
     records = xml_records(SAMPLE_XML)
     batch = BatchMessage(
