@@ -161,7 +161,9 @@ class Document(BaseModel):
         description="PubMed's version of a versioned citation (PMID.version, PubMed XML's "
         "<PMID Version>); absent for version 1, which every other citation is.",
     )
-    title: NonBlank = Field(description="TI (or BTI for a book).")
+    title: NonBlank = Field(
+        description="TI; BTI for a book; TT for a citation with no English title."
+    )
     abstract: str | None = Field(None, description="AB")
     other_abstracts: list[str] = Field(default_factory=list, description="OAB")
     transliterated_title: str | None = Field(None, description="TT")

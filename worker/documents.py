@@ -410,8 +410,13 @@ def _fields_to_body(fields: list[tuple[str, str]]) -> dict[str, Any]:
         body["journal"] = journal
     if "AID" in grouped or "LID" in grouped:
         _article_ids(grouped.get("LID", ()), grouped.get("AID", ()), body)
-    if "title" not in body and "BTI" in grouped:
-        body["title"] = grouped["BTI"][0]  # a book: its title is BTI
+    if "title" not in body:
+        # A book's title is BTI. A citation with no English title (PubMed XML's empty
+        # <ArticleTitle/>, some hundredths of a daily update) is shown by PubMed under its
+        # vernacular one: without it, a valid citation would be dead-lettered for ever.
+        fallback = grouped.get("BTI") or grouped.get("TT")
+        if fallback:
+            body["title"] = fallback[0]
     if extra:
         body["extra"] = extra
     return body

@@ -321,6 +321,16 @@ def test_a_book_takes_its_title_from_bti() -> None:
     assert doc.extra == {"BTI": ["Handbook of Neurology."], "ED": ["Doe J"]}
 
 
+def test_a_citation_without_an_english_title_takes_its_vernacular_one() -> None:
+    doc = record_to_document("PMID- 6\nTT  - Briefsammlung Wittelshöfer.\nLA  - ger")
+    assert doc.title == doc.transliterated_title == "Briefsammlung Wittelshöfer."
+    # TI, where there is one, stays the title.
+    doc = record_to_document("PMID- 6\nTI  - [Letters].\nTT  - Briefe.")
+    assert (doc.title, doc.transliterated_title) == ("[Letters].", "Briefe.")
+    with pytest.raises(RecordError, match="'title' \\(TI\\) is required"):
+        record_to_document("PMID- 6\nLA  - ger")
+
+
 def test_the_revision_version_falls_back_to_completed_then_a_books_drdt_then_zero() -> None:
     assert record_to_document("PMID- 1\nTI  - T.\nDCOM- 20030402").revision_version() == 20030402
     book = record_to_document("PMID- 5\nBTI - Handbook.\nDRDT- 20230511\nCTDT- 20100320")

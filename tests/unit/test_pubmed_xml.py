@@ -190,6 +190,23 @@ def test_a_book_article_is_mapped_simply() -> None:
     assert str(doc.entrez_date) == "2010-03-20 06:00:00"
 
 
+def test_a_citation_with_an_empty_article_title_is_indexed_under_its_vernacular_one() -> None:
+    # As NLM's files have them (54 of the 20,808 records of pubmed21n1298.xml.gz).
+    text = pubmed_article(9).replace(
+        "<ArticleTitle>Test citation 9 on remyelination in multiple sclerosis.</ArticleTitle>",
+        "<ArticleTitle/>",
+    )
+    text = text.replace(
+        "</PublicationTypeList>",
+        "</PublicationTypeList><VernacularTitle>Briefsammlung Wittelshöfer.</VernacularTitle>",
+    )
+    doc = xml_record_to_document(text)
+    assert isinstance(doc, Document)
+    assert doc.title == doc.transliterated_title == "Briefsammlung Wittelshöfer."
+    record = text.encode()
+    assert pubmed_xml.xml_record_span_to_document(record, 0, len(record)) == doc
+
+
 def _book_date(tag: str, value: str) -> str:
     return (
         f"<{tag}><Year>{value[:4]}</Year><Month>{value[4:6]}</Month><Day>{value[6:]}</Day></{tag}>"

@@ -648,9 +648,10 @@ pub fn write_body(mapping: &Mapping, fields: &[Field<'_>], out: &mut Vec<u8>) {
         write_article_ids(&lids, &aids, &mut body);
     }
     if !has_title {
-        if let Some(book) = grouped.find("BTI") {
-            // A book: its title is BTI.
-            body.text("title", grouped.values(book).next().unwrap_or_default());
+        // A book's title is BTI; a citation with no English title is shown under its
+        // vernacular one (TT), as documents.py says why.
+        if let Some(fallback) = grouped.find("BTI").or_else(|| grouped.find("TT")) {
+            body.text("title", grouped.values(fallback).next().unwrap_or_default());
         }
     }
     if !extra.is_empty() {
