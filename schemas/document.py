@@ -161,8 +161,10 @@ class Document(BaseModel):
         description="PubMed's version of a versioned citation (PMID.version, PubMed XML's "
         "<PMID Version>); absent for version 1, which every other citation is.",
     )
-    title: NonBlank = Field(
-        description="TI; BTI for a book; TT for a citation with no English title."
+    title: NonBlank | None = Field(
+        None,
+        description="TI; BTI for a book; TT for a citation with no English title; absent "
+        "for a citation with no title at all, which PubMed has too (an erratum, say).",
     )
     abstract: str | None = Field(None, description="AB")
     other_abstracts: list[str] = Field(default_factory=list, description="OAB")

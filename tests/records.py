@@ -49,7 +49,7 @@ def medline_record(pmid: int | str, title: str | None = None, lr: str = "2020010
 
 #: Records that must be dead-lettered as malformed, by what is wrong with them.
 MALFORMED = {
-    "no title": "PMID- 99000001\nOWN - NLM\nSTAT- MEDLINE\nDP  - 2003 Feb 15\nLA  - eng",
+    "empty title": "PMID- 99000001\nOWN - NLM\nSTAT- MEDLINE\nTI  -    \nDP  - 2003 Feb 15",
     "pmid not digits": "PMID- 99ABC\nTI  - A title that is fine.\nDP  - 2003",
 }
 

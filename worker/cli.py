@@ -36,6 +36,8 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 #: Exit status of ``enqueue --wait --strict`` when records were dead-lettered.
 EXIT_DEAD_LETTERS = 4
+#: What ``search`` prints for a citation with no title, as PubMed does.
+NO_TITLE = "[No title available]"
 #: Seconds between two looks at a job's counters while waiting for it: one small read, and
 #: the end of a job is seen within a tenth of a second (half a second was 2 % of a 20 s load).
 WAIT_POLL = 0.1
@@ -636,7 +638,7 @@ def search(query: str, size: int, major_topics: tuple[str, ...], as_json: bool) 
     for hit in hits:
         source = hit["_source"]
         year = (source.get("pub_date") or {}).get("year", "?")
-        click.echo(f"  PMID {source['pmid']} ({year}) {source['title']}")
+        click.echo(f"  PMID {source['pmid']} ({year}) {source.get('title') or NO_TITLE}")
 
 
 # --- commands from other modules -----------------------------------------------------------------

@@ -285,7 +285,7 @@ def test_mixed_file_accounts_for_every_record(
     stack: Stack, workers: WorkerFactory, tmp_path: Path
 ) -> None:
     valid = [medline_record(1000 + i) for i in range(40)]
-    records = [*valid[:10], MALFORMED["no title"], *valid[10:30]]
+    records = [*valid[:10], MALFORMED["empty title"], *valid[10:30]]
     records += [MALFORMED["pmid not digits"], *valid[30:]]
     path = write_records(tmp_path / "mixed.txt", records)
     workers.start()
@@ -309,9 +309,9 @@ def test_mixed_file_accounts_for_every_record(
         assert entry.job_id == summary["job_id"]
         assert entry.batch_id.startswith(summary["job_id"])
         assert entry.reason
-    no_title = next(e for e in entries if "99000001" in e.records[0].text)
-    assert no_title.pmid == "99000001"
-    assert any("title" in error.field for error in no_title.errors)
+    empty_title = next(e for e in entries if "99000001" in e.records[0].text)
+    assert empty_title.pmid == "99000001"
+    assert any("title" in error.field for error in empty_title.errors)
 
 
 def test_same_pmid_in_two_batches_is_one_document(
@@ -465,7 +465,7 @@ def test_batch_that_keeps_killing_its_worker_goes_to_exhausted(
 def test_dlq_commands_show_export_and_purge(
     stack: Stack, workers: WorkerFactory, tmp_path: Path, queue: str
 ) -> None:
-    path = write_records(tmp_path / "bad.txt", [MALFORMED["no title"], medline_record(9000)])
+    path = write_records(tmp_path / "bad.txt", [MALFORMED["empty title"], medline_record(9000)])
     workers.start()
     enqueue_and_wait(stack, str(path))
 
@@ -542,7 +542,7 @@ def test_a_key_a_part_does_not_declare_passes_pydantic_but_the_index_refuses_it(
 def test_workers_hold_off_at_the_dead_letter_high_water_mark_until_purged(
     stack: Stack, workers: WorkerFactory, tmp_path: Path
 ) -> None:
-    bad = [f"PMID- {99_100_000 + i}\nOWN - NLM" for i in range(3)]  # no title: malformed
+    bad = [f"PMID- {99_100_000 + i}\nTI  -    " for i in range(3)]  # an empty title: malformed
     records = [*bad, *(medline_record(9600 + i) for i in range(5))]
     path = write_records(tmp_path / "hw.txt", records)
     worker = workers.start(MEDLINE_DEAD_LETTER_HIGH_WATER="2")

@@ -173,16 +173,50 @@ def test_a_later_version_of_a_citation_wins_and_the_delete_of_an_earlier_one_lea
     assert stack.dead_letters.counts() == {"malformed": 0, "rejected": 0, "exhausted": 0}
 
 
+def test_citations_real_files_have_without_a_title_or_with_formulas_are_indexed(
+    stack: Stack, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    # Shapes seen in NLM's pubmed21n1298.xml.gz: an erratum with an empty <ArticleTitle/>,
+    # a German citation titled only in <VernacularTitle>; and a formula whose mml prefix the
+    # file declares once, on its root, as NLM's DTD allows.
+    title = "<ArticleTitle>Test citation {} on remyelination in multiple sclerosis.</ArticleTitle>"
+    erratum = pubmed_article(611).replace(title.format(611), "<ArticleTitle/>")
+    vernacular = pubmed_article(612).replace(
+        title.format(612),
+        "<ArticleTitle/><VernacularTitle>Briefsammlung Wittelshöfer.</VernacularTitle>",
+    )
+    formula = pubmed_article(613).replace(
+        "the immune system.",
+        "the immune system (<mml:math><mml:mi>V</mml:mi>\n  <mml:mn>2</mml:mn></mml:math>).",
+    )
+    text = article_set([erratum, vernacular, formula])
+    text = text.replace(
+        "<PubmedArticleSet>",
+        '<PubmedArticleSet xmlns:mml="http://www.w3.org/1998/Math/MathML">',
+    )
+    path = write_xml(tmp_path / "real-shapes.xml", text)
+    workers.start()
+
+    summary = ingest(stack, path)
+
+    assert (summary.records, summary.indexed, summary.dead_lettered) == (3, 3, 0)
+    docs = sources(stack)
+    assert "title" not in docs["611"]
+    assert docs["612"]["title"] == docs["612"]["transliterated_title"]
+    assert docs["613"]["abstract"].endswith("the immune system (V2).")
+    found = run_cli("search", "immune system", "--size", "10", env=stack.env, check=True)
+    assert "PMID 611 (2003) [No title available]" in found.stdout.decode()
+
+
 def test_bad_xml_records_are_dead_lettered_with_their_offsets_and_the_rest_indexed(
     stack: Stack, workers: WorkerFactory, tmp_path: Path
 ) -> None:
     workers.start()
-    no_title = pubmed_article(602).replace("<ArticleTitle>", "<VernacularTitle>")
-    no_title = no_title.replace("</ArticleTitle>", "</VernacularTitle>")
+    invalid = pubmed_article("602x")  # a PMID that is not digits
     broken = pubmed_article(604).replace("</ArticleTitle>", "</Title>")
     path = write_xml(
         tmp_path / "mixed.xml",
-        article_set([pubmed_article(601), no_title, broken, pubmed_article(603)]),
+        article_set([pubmed_article(601), invalid, broken, pubmed_article(603)]),
     )
 
     summary = ingest(stack, path)
@@ -190,11 +224,11 @@ def test_bad_xml_records_are_dead_lettered_with_their_offsets_and_the_rest_index
     assert (summary.records, summary.indexed, summary.dead_lettered) == (4, 2, 2)
     assert set(sources(stack)) == {"601", "603"}
     entries = sorted(stack.dead_letters.iter_entries("malformed"), key=lambda e: e.pmid or "")
-    assert [(e.format, e.pmid) for e in entries] == [("pubmed-xml", "602"), ("pubmed-xml", "604")]
-    assert "title" in entries[0].reason
+    assert [(e.format, e.pmid) for e in entries] == [("pubmed-xml", "602x"), ("pubmed-xml", "604")]
+    assert "digits only" in entries[0].reason
     assert "not well-formed XML" in entries[1].reason
     data = path.read_bytes()
-    for entry, pmid in zip(entries, ("602", "604"), strict=True):
+    for entry, pmid in zip(entries, ("602x", "604"), strict=True):
         (record,) = entry.records
         assert data[record.offset :].startswith(b"<PubmedArticle><MedlineCitation")
         assert record.text.encode() == data[record.offset : record.offset + len(record.text)]

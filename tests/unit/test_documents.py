@@ -327,8 +327,9 @@ def test_a_citation_without_an_english_title_takes_its_vernacular_one() -> None:
     # TI, where there is one, stays the title.
     doc = record_to_document("PMID- 6\nTI  - [Letters].\nTT  - Briefe.")
     assert (doc.title, doc.transliterated_title) == ("[Letters].", "Briefe.")
-    with pytest.raises(RecordError, match="'title' \\(TI\\) is required"):
-        record_to_document("PMID- 6\nLA  - ger")
+    # And a citation with no title at all (PubMed has errata so) is indexed without one.
+    doc = record_to_document("PMID- 6\nLA  - eng\nPT  - Published Erratum")
+    assert doc.title is None and "title" not in doc.index_body()
 
 
 def test_the_revision_version_falls_back_to_completed_then_a_books_drdt_then_zero() -> None:
@@ -385,7 +386,6 @@ def test_a_drdt_that_is_not_a_date_is_kept_as_written_and_orders_nothing() -> No
 @pytest.mark.parametrize(
     ("text", "field", "words"),
     [
-        ("PMID- 12\nDP  - 2003", "title", "field 'title' (TI) is required but the record has none"),
         ("PMID- 12\nTI  -     ", "title", "field 'title' (TI) is empty"),
         ("PMID- 12a\nTI  - Fine.", "pmid", "field 'pmid' (PMID) must be digits only, got '12a'"),
         (
@@ -409,7 +409,7 @@ def test_validation_errors_name_the_field_in_plain_words(text: str, field: str, 
 
 def test_several_problems_are_all_listed() -> None:
     with pytest.raises(RecordError) as caught:
-        record_to_document("PMID- 1x\nMH  - /a")
+        record_to_document("PMID- 1x\nTI  -    \nMH  - /a")
     assert [e["field"] for e in caught.value.errors] == ["pmid", "title", "mesh.0.descriptor"]
     assert caught.value.reason.endswith("(and 2 more problems)")
 

@@ -13,7 +13,7 @@ from tests.records import MALFORMED, medline_record, write_records
 
 def test_every_record_comes_out_in_order_across_batches(tmp_path: Path) -> None:
     records = [medline_record(n) for n in range(1, 6)]
-    records.insert(2, MALFORMED["no title"])
+    records.insert(2, MALFORMED["empty title"])
     source = write_records(tmp_path / "mixed.medline", records)
 
     # Batches of two records: the output runs across four of them.
