@@ -405,10 +405,37 @@ def test_the_compiled_xml_mapping_renders_altered_records_as_the_python_one(comp
     assert taken > 1300
 
 
+#: Where NLM's files put processing instructions (``<?pmcsd ?>``, in 2 % of the records of
+#: pubmed21n1298.xml.gz), and comments and instructions inside text, between text, and next
+#: to each other: lxml keeps an instruction as a child whose tail takes the text after it.
+INSTRUCTIONS_AND_COMMENTS = [
+    ("</ArticleIdList>", "</ArticleIdList>\n      <?pmcsd ?>\n      "),
+    ("<ArticleTitle>Test", "<ArticleTitle><?pi a?>Te<!-- c -->st"),
+    ("multiple sclerosis.</ArticleTitle>", "multiple<?x?> <!--y-->sclerosis.<?z?></ArticleTitle>"),
+    ("<Abstract><AbstractText>", "<Abstract><!-- c --><?p?> <AbstractText>x<?p?>"),
+    ("<Volume>206</Volume>", "<Volume>2<!--c-->06</Volume>"),
+    ("<Volume>206</Volume>", "<Volume>2<?p?>06</Volume>"),
+    ("<ForeName>Per", "<ForeName><?p q?><!--c-->Per<?p?>"),
+    ("</MeshHeading>", "<?p?></MeshHeading>"),
+]
+
+
+@pytest.mark.parametrize(("where", "what"), INSTRUCTIONS_AND_COMMENTS)
+def test_instructions_and_comments_in_a_record_read_as_lxml_reads_them(
+    compiled: Any, where: str, what: str
+) -> None:
+    text = pubmed_article(31).replace(where, what, 1)
+    assert what in text
+    found = compiled.xml_fields(text, pubmed_xml._xml_tables())
+    assert found is not None
+    assert found == python_xml_fields(text)
+
+
 @pytest.mark.parametrize(
     "text",
     [
         "<!-- a comment --><MedlineCitation><PMID>1</PMID></MedlineCitation>",
+        "<MedlineCitation><PMID>1</PMID></MedlineCitation><?after the root?>",
         "<![CDATA[x]]>",
         "<mml:math xmlns:mml='m'/>",
         "<MedlineCitation xmlns='urn:x'><PMID>1</PMID></MedlineCitation>",

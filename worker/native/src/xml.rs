@@ -3,8 +3,9 @@
 //! over thousands of altered records holds the two equal).
 //!
 //! Only the records the producer makes are handled here: one well-formed `PubmedArticle`,
-//! `MedlineCitation` or `PubmedBookArticle` element in UTF-8, as lxml serialises it. Anything
-//! else -- a `DeleteCitation`, a comment, CDATA, a DTD, a namespace, an entity lxml would not
+//! `MedlineCitation` or `PubmedBookArticle` element in UTF-8, with comments and processing
+//! instructions inside it read as lxml reads them. Anything
+//! else -- a `DeleteCitation`, CDATA, a DTD, a namespace, an entity lxml would not
 //! resolve, a control character, no PMID, a `Version` out of range, a date Python could not
 //! read -- gives None, and the Python module handles the record, with its own words for
 //! whatever is wrong. So the two cannot disagree about bad input: only one of them sees it.
@@ -126,8 +127,16 @@ fn node<'a>(text: &'a str, start: &BytesStart<'a>) -> Mapped<Node<'a>> {
     })
 }
 
-/// `to` with `more` appended (text split around something, which the parser does not do
-/// for the records it takes; kept for safety).
+/// Make `at` the last child of `parent`.
+fn link(nodes: &mut [Node<'_>], parent: usize, at: usize) {
+    match nodes[parent].last_child {
+        NONE => nodes[parent].first_child = at,
+        last => nodes[last].next = at,
+    }
+    nodes[parent].last_child = at;
+}
+
+/// `to` with `more` appended (text split around a comment).
 fn append<'a>(to: &mut Cow<'a, str>, more: Cow<'a, str>) {
     if to.is_empty() {
         *to = more;
@@ -154,14 +163,29 @@ impl<'a> Tree<'a> {
                     let at = nodes.len();
                     nodes.push(node(text, &start)?);
                     if let Some(&parent) = open.last() {
-                        match nodes[parent].last_child {
-                            NONE => nodes[parent].first_child = at,
-                            last => nodes[last].next = at,
-                        }
-                        nodes[parent].last_child = at;
+                        link(&mut nodes, parent, at);
                     }
                     open.push(at);
                 }
+                // lxml keeps a processing instruction (NLM's files put `<?pmcsd ?>` in some
+                // records' PubmedData) as a child whose tail takes the text after it, and its
+                // own text out of `itertext`: a node that no name matches, with no text.
+                Event::PI(_) if !open.is_empty() => {
+                    let at = nodes.len();
+                    nodes.push(Node {
+                        name: "",
+                        attrs: vec![],
+                        text: Cow::Borrowed(""),
+                        tail: Cow::Borrowed(""),
+                        first_child: NONE,
+                        last_child: NONE,
+                        next: NONE,
+                    });
+                    link(&mut nodes, open[open.len() - 1], at);
+                }
+                // Python's parser removes comments, and the text on either side of one joins
+                // (`append`), as here.
+                Event::Comment(_) if !open.is_empty() => {}
                 Event::End(_) => {
                     open.pop();
                 }
@@ -177,7 +201,7 @@ impl<'a> Tree<'a> {
                     }
                 }
                 Event::Eof => break,
-                _ => return Err(Declined), // comments, CDATA, declarations, DTDs, PIs
+                _ => return Err(Declined), // CDATA, declarations, DTDs, anything outside the root
             }
         }
         if nodes.is_empty() || !open.is_empty() {
