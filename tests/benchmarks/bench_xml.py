@@ -4,6 +4,7 @@ Run on demand::
 
     python tests/benchmarks/bench_xml.py [--records 30000] [--rounds 7]
     python tests/benchmarks/bench_xml.py --end-to-end [--records 60000] [--rounds 3]
+    python tests/benchmarks/bench_xml.py --file pubmed21n1298.xml.gz [--file ...] [--end-to-end]
 
 The PubMed baseline and daily updates are XML; MEDLINE text is what exports give. Both
 corpora here are the three real baseline citations of ``tests/data`` (``pubmed-baseline-
@@ -19,6 +20,11 @@ timing).
   worker processes into a fresh index, as ``bench_pipeline.py``'s (c) does, for XML with the
   compiled parser, XML with the Python one, and text; records/s and worker CPU per record.
 
+- ``--file PATH`` (NLM's files, plain or gzipped; repeatable): the citations of real files
+  instead, each once (deletions left out), XML only, the compiled parser against the Python
+  one. Before timing, every citation must give the same index body, or the same dead letter,
+  with either parser: a differential check over real data as well as a benchmark.
+
 It prints figures; it never passes or fails. Three citations repeated index more cheaply than
 varied ones would (the same terms again and again): compare the formats with each other, not
 these rates with ``bench_pipeline.py``'s.
@@ -31,7 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import orjson
@@ -42,9 +48,9 @@ sys.path.insert(0, str(REPO))
 from schemas.messages import BatchMessage, PackedBatch, RawRecord  # noqa: E402
 from tests.benchmarks.bench_parse import use_parser  # noqa: E402
 from tests.helpers import DATA  # noqa: E402
-from worker.medline_text import iter_raw_records  # noqa: E402
-from worker.pipeline import parse_batch  # noqa: E402
-from worker.pubmed_xml import iter_xml_records  # noqa: E402
+from worker.medline_text import iter_raw_records, open_source  # noqa: E402
+from worker.pipeline import ParsedBatch, parse_batch  # noqa: E402
+from worker.pubmed_xml import iter_xml_record_bytes, iter_xml_records  # noqa: E402
 
 #: The citations both corpora repeat, in each format.
 SAMPLE_XML = DATA / "pubmed-baseline-sample.xml"
@@ -63,6 +69,10 @@ VARIANTS = (
     ("MEDLINE text, compiled parser", "medline", "native"),
     ("MEDLINE text, Python parser", "medline", "python"),
 )
+#: The variants for real files, which come in XML only.
+FILE_VARIANTS = VARIANTS[:2]
+#: Record elements of the real files that are citations (a deletion is not timed).
+CITATION_STARTS = (b"<PubmedArticle", b"<MedlineCitation")
 
 
 def sample_records() -> dict[str, list[tuple[str, str]]]:
@@ -105,9 +115,37 @@ def write_corpus(path: Path, fmt: str, count: int) -> Path:
     return path
 
 
+def file_citations(paths: Sequence[Path], limit: int | None) -> list[str]:
+    """The citations of NLM's files, in order, each once, at most ``limit`` of them."""
+    found: list[str] = []
+    for path in paths:
+        with open_source(path) as stream:
+            for _, raw in iter_xml_record_bytes(stream):
+                if raw.startswith(CITATION_STARTS):
+                    found.append(raw.decode("utf-8", "replace"))
+                    if limit is not None and len(found) == limit:
+                        return found
+    return found
+
+
+def write_xml_file(path: Path, texts: Iterable[str]) -> Path:
+    """A ``PubmedArticleSet`` of ``texts``, as NLM writes them."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write('<?xml version="1.0" encoding="utf-8"?>\n<PubmedArticleSet>\n')
+        for text in texts:
+            out.write(text + "\n")
+        out.write("</PubmedArticleSet>\n")
+    return path
+
+
 def batches(fmt: str, count: int) -> list[PackedBatch]:
     """The records as stored batches of :data:`BATCH_RECORDS`, as a worker receives them."""
-    texts = list(renumbered(sample_records()[fmt], fmt, count))
+    return pack(fmt, list(renumbered(sample_records()[fmt], fmt, count)))
+
+
+def pack(fmt: str, texts: list[str]) -> list[PackedBatch]:
+    """``texts`` as stored batches of :data:`BATCH_RECORDS`."""
+    count = len(texts)
     packed = []
     for start in range(0, count, BATCH_RECORDS):
         records = [RawRecord(offset=0, text=t) for t in texts[start : start + BATCH_RECORDS]]
@@ -118,17 +156,41 @@ def batches(fmt: str, count: int) -> list[PackedBatch]:
     return packed
 
 
-def parse_cpu_us(packed: list[PackedBatch], mode: str) -> float:
-    """CPU microseconds per record of ``parse_batch`` over the batches."""
+def parse_cpu_us(packed: list[PackedBatch], mode: str, real: bool = False) -> float:
+    """CPU microseconds per record of ``parse_batch`` over the batches. The generated corpus
+    must not dead-letter anything; a real file may (it is counted, and checked the same for
+    both parsers by :func:`same_outcomes`)."""
     use_parser(mode)
     started = time.process_time()
     count = 0
     for batch in packed:
         parsed = parse_batch(batch, MAX_RECORD_BYTES)
-        if parsed.dead_letters:
+        if parsed.dead_letters and not real:
             raise RuntimeError(f"dead letters in the bench corpus: {parsed.dead_letters[0]}")
-        count += len(parsed.documents)
+        count += len(parsed.documents) + len(parsed.dead_letters)
     return (time.process_time() - started) / count * 1e6
+
+
+def outcome(parsed: ParsedBatch) -> list[tuple[str, object]]:
+    """A batch's result, comparable across parsers: index bodies and dead letters' reasons."""
+    return [("document", orjson.loads(d.body)) for d in parsed.documents] + [
+        ("dead letter", (letter.pmid, letter.reason)) for letter in parsed.dead_letters
+    ]
+
+
+def same_outcomes(packed: list[PackedBatch]) -> tuple[int, int]:
+    """Fail unless both parsers give the same bodies and dead letters for every citation;
+    (documents, dead letters)."""
+    found = {}
+    for label, _, mode in FILE_VARIANTS:
+        use_parser(mode)
+        found[label] = [item for b in packed for item in outcome(parse_batch(b, MAX_RECORD_BYTES))]
+    first, second = (found[label] for label, _, _ in FILE_VARIANTS)
+    for mine, theirs in zip(first, second, strict=True):
+        if mine != theirs:
+            raise RuntimeError(f"the parsers differ:\n  {mine}\n  {theirs}")
+    letters = sum(kind == "dead letter" for kind, _ in first)
+    return len(first) - letters, letters
 
 
 def same_documents(count: int) -> None:
@@ -160,16 +222,39 @@ def compare_cpu(records: int, rounds: int) -> None:
         listed = ", ".join(f"{label} {figures[label][-1]:.1f}" for label, _, _ in VARIANTS)
         print(f"  round {round_no}: µs per record: {listed}", flush=True)
     print()
-    base = VARIANTS[0][0]
-    for label, _, _ in VARIANTS:
-        ratios = [mine / theirs for mine, theirs in zip(figures[label], figures[base], strict=True)]
+    summarise(figures, VARIANTS[0][0], "µs per record")
+
+
+def compare_file_cpu(paths: Sequence[Path], records: int | None, rounds: int) -> None:
+    texts = file_citations(paths, records)
+    packed = pack("pubmed-xml", texts)
+    documents, letters = same_outcomes(packed)
+    size = sum(len(b.data) for b in packed) / len(texts)
+    print(
+        f"{len(texts)} citations of {', '.join(p.name for p in paths)}: {documents} documents, "
+        f"{letters} dead letters, the same with either parser; stored bytes per record {size:.0f}"
+    )
+    figures: dict[str, list[float]] = {label: [] for label, _, _ in FILE_VARIANTS}
+    for round_no in range(1, rounds + 1):
+        order = FILE_VARIANTS if round_no % 2 else tuple(reversed(FILE_VARIANTS))
+        for label, _, mode in order:
+            figures[label].append(parse_cpu_us(packed, mode, real=True))
+        listed = ", ".join(f"{label} {figures[label][-1]:.1f}" for label, _, _ in FILE_VARIANTS)
+        print(f"  round {round_no}: µs per record: {listed}", flush=True)
+    print()
+    summarise(figures, FILE_VARIANTS[0][0], "µs per record")
+
+
+def summarise(figures: dict[str, list[float]], base: str, unit: str) -> None:
+    for label, values in figures.items():
+        ratios = [mine / theirs for mine, theirs in zip(values, figures[base], strict=True)]
         print(
-            f"{label:<30} median {statistics.median(figures[label]):7.1f} µs per record; "
+            f"{label:<30} median {statistics.median(values):7.1f} {unit}; "
             f"{statistics.median(ratios):.3f} of {base} (median of the rounds' ratios)"
         )
 
 
-def compare_end_to_end(records: int, rounds: int) -> None:
+def compare_end_to_end(records: int | None, rounds: int, paths: Sequence[Path] = ()) -> None:
     from tests.benchmarks.bench_pipeline import run_pipeline
     from worker.es_client import make_client
     from worker.settings import Settings
@@ -182,16 +267,26 @@ def compare_end_to_end(records: int, rounds: int) -> None:
         "xml-python": ("pubmed-xml", "python"),
         "text": ("medline", "native"),
     }
+    if paths:  # real files come in XML only
+        del variants["text"]
     rates: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="medline-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        corpora = {
-            fmt: write_corpus(
-                tmp / f"corpus.{'xml' if fmt == 'pubmed-xml' else 'txt'}", fmt, records
-            )
-            for fmt in ("pubmed-xml", "medline")
-        }
-        print(f"{records} records, 2 worker processes", flush=True)
+        if paths:
+            texts = file_citations(paths, records)
+            records = len(texts)
+            corpora = {"pubmed-xml": write_xml_file(tmp / "citations.xml", texts)}
+            print(f"{records} citations of {', '.join(p.name for p in paths)}", end=", ")
+        else:
+            records = records or 60_000
+            corpora = {
+                fmt: write_corpus(
+                    tmp / f"corpus.{'xml' if fmt == 'pubmed-xml' else 'txt'}", fmt, records
+                )
+                for fmt in ("pubmed-xml", "medline")
+            }
+            print(f"{records} records", end=", ")
+        print("2 worker processes", flush=True)
         for round_no in range(1, rounds + 1):
             order = list(variants) if round_no % 2 else list(reversed(variants))
             for name in order:
@@ -214,12 +309,7 @@ def compare_end_to_end(records: int, rounds: int) -> None:
                     flush=True,
                 )
     print()
-    for name, values in rates.items():
-        ratios = [mine / theirs for mine, theirs in zip(values, rates["xml-python"], strict=True)]
-        print(
-            f"{name:<10} median {statistics.median(values):7.0f} rec/s; "
-            f"{statistics.median(ratios):.3f} of xml-python (median of the rounds' ratios)"
-        )
+    summarise(rates, "xml-python", "rec/s")
 
 
 def main() -> None:
@@ -229,9 +319,21 @@ def main() -> None:
     parser.add_argument(
         "--end-to-end", action="store_true", help="through enqueue and real workers (services up)"
     )
+    parser.add_argument(
+        "--file",
+        type=Path,
+        action="append",
+        default=[],
+        help="an NLM PubMed XML file (plain or .gz) whose citations to use instead; repeatable",
+    )
     args = parser.parse_args()
+    for path in args.file:
+        if not path.is_file():
+            parser.error(f"--file {path}: no such file")
     if args.end_to_end:
-        compare_end_to_end(args.records or 60_000, args.rounds or 3)
+        compare_end_to_end(args.records, args.rounds or 3, args.file)
+    elif args.file:
+        compare_file_cpu(args.file, args.records, args.rounds or 7)
     else:
         compare_cpu(args.records or 30_000, args.rounds or 7)
 
