@@ -248,6 +248,9 @@ def test_a_versioned_citation_keeps_its_version_which_outranks_any_revision_date
     # Everything else is the version-1 mapping of the same fields.
     same = xml_record_to_document(record(9, title="Version 2.", revised="20200101"))
     assert {**same.index_body(), "pmid_version": 2} == second.index_body()
+    # The worker's path, compiled where built, writes the version into the body too.
+    data = record(9, title="Version 2.", revised="20200101", version=2).encode()
+    assert pubmed_xml.xml_record_span_to_document(data, 0, len(data)) == second
 
 
 def test_a_delete_citation_names_the_version_it_deletes(tmp_path: Path) -> None:

@@ -537,8 +537,10 @@ impl<'f> Grouped<'f> {
     }
 }
 
-/// The index body of a record's fields, appended to `out` as compact JSON.
-pub fn write_body(mapping: &Mapping, fields: &[Field<'_>], out: &mut Vec<u8>) {
+/// The index body of a record's fields, appended to `out` as compact JSON, with
+/// `pmid_version` when it is above 1 (PubMed XML's `<PMID Version>`; MEDLINE text has none,
+/// so 1).
+pub fn write_body(mapping: &Mapping, fields: &[Field<'_>], pmid_version: u32, out: &mut Vec<u8>) {
     let grouped = Grouped::new(fields);
     let mut body = Object::open(out);
     let mut journal: Vec<(&str, &str)> = vec![];
@@ -660,6 +662,9 @@ pub fn write_body(mapping: &Mapping, fields: &[Field<'_>], out: &mut Vec<u8>) {
             object.texts(tag, values);
         }
         object.close();
+    }
+    if pmid_version > 1 {
+        body.key("pmid_version").extend_from_slice(pmid_version.to_string().as_bytes());
     }
     body.close();
 }

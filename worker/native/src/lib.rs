@@ -54,7 +54,7 @@ impl Parser {
 
     fn body_bytes<'py>(&self, py: Python<'py>, fields: &[fields::Field<'_>]) -> Bound<'py, PyBytes> {
         let mut out = Vec::with_capacity(BODY_CAPACITY);
-        write_body(&self.mapping, fields, &mut out);
+        write_body(&self.mapping, fields, 1, &mut out);
         PyBytes::new(py, &out)
     }
 }
@@ -157,11 +157,7 @@ impl Parser {
             None => return Ok(None),
         };
         let mut out = Vec::with_capacity(BODY_CAPACITY);
-        write_body(&self.mapping, &found, &mut out);
-        if version > 1 && out.last() == Some(&b'}') {
-            out.pop();
-            out.extend_from_slice(format!(",\"pmid_version\":{version}}}").as_bytes());
-        }
+        write_body(&self.mapping, &found, version, &mut out);
         Ok(Some(PyBytes::new(py, &out)))
     }
 }
