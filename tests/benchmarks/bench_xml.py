@@ -214,15 +214,26 @@ def compare_cpu(records: int, rounds: int) -> None:
         f"{records} records a variant; stored bytes per record: XML {sizes['pubmed-xml']:.0f}, "
         f"MEDLINE text {sizes['medline']:.0f}"
     )
-    figures: dict[str, list[float]] = {label: [] for label, _, _ in VARIANTS}
+    time_rounds(VARIANTS, packed, rounds)
+
+
+def time_rounds(
+    variants: Sequence[tuple[str, str, str]],
+    packed: dict[str, list[PackedBatch]],
+    rounds: int,
+    real: bool = False,
+) -> None:
+    """Time ``parse_batch`` over each format's batches with each variant, in interleaved
+    rounds, and print the figures."""
+    figures: dict[str, list[float]] = {label: [] for label, _, _ in variants}
     for round_no in range(1, rounds + 1):
-        order = VARIANTS if round_no % 2 else tuple(reversed(VARIANTS))
+        order = variants if round_no % 2 else tuple(reversed(variants))
         for label, fmt, mode in order:
-            figures[label].append(parse_cpu_us(packed[fmt], mode))
-        listed = ", ".join(f"{label} {figures[label][-1]:.1f}" for label, _, _ in VARIANTS)
+            figures[label].append(parse_cpu_us(packed[fmt], mode, real))
+        listed = ", ".join(f"{label} {figures[label][-1]:.1f}" for label, _, _ in variants)
         print(f"  round {round_no}: µs per record: {listed}", flush=True)
     print()
-    summarise(figures, VARIANTS[0][0], "µs per record")
+    summarise(figures, variants[0][0], "µs per record")
 
 
 def compare_file_cpu(paths: Sequence[Path], records: int | None, rounds: int) -> None:
@@ -234,15 +245,7 @@ def compare_file_cpu(paths: Sequence[Path], records: int | None, rounds: int) ->
         f"{len(texts)} citations of {', '.join(p.name for p in paths)}: {documents} documents, "
         f"{letters} dead letters, the same with either parser; stored bytes per record {size:.0f}"
     )
-    figures: dict[str, list[float]] = {label: [] for label, _, _ in FILE_VARIANTS}
-    for round_no in range(1, rounds + 1):
-        order = FILE_VARIANTS if round_no % 2 else tuple(reversed(FILE_VARIANTS))
-        for label, _, mode in order:
-            figures[label].append(parse_cpu_us(packed, mode, real=True))
-        listed = ", ".join(f"{label} {figures[label][-1]:.1f}" for label, _, _ in FILE_VARIANTS)
-        print(f"  round {round_no}: µs per record: {listed}", flush=True)
-    print()
-    summarise(figures, FILE_VARIANTS[0][0], "µs per record")
+    time_rounds(FILE_VARIANTS, {"pubmed-xml": packed}, rounds, real=True)
 
 
 def summarise(figures: dict[str, list[float]], base: str, unit: str) -> None:
