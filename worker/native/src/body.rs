@@ -651,7 +651,7 @@ pub fn write_body(mapping: &Mapping, fields: &[Field<'_>], pmid_version: u32, ou
     }
     if !has_title {
         // A book's title is BTI; a citation with no English title is shown under its
-        // vernacular one (TT), as documents.py says why.
+        // vernacular one (TT), as PubMed shows it (see documents.py).
         if let Some(fallback) = grouped.find("BTI").or_else(|| grouped.find("TT")) {
             body.text("title", grouped.values(fallback).next().unwrap_or_default());
         }
