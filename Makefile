@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test unit integration lint bench services-up services-down clean
+.PHONY: install demo test unit integration lint bench services-up services-down clean nlm-files
 
 # The compiled parser (worker/native) is built by pip; its sources are dependencies too.
 NATIVE_SOURCES := worker/native/Cargo.toml worker/native/Cargo.lock $(wildcard worker/native/src/*.rs)
@@ -21,9 +21,13 @@ install: $(VENV)/.installed
 demo: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" deploy/local/demo
 
-## test: services up, lint, the whole test suite (unit and integration)
-test: install services-up lint
+## test: services up, lint, NLM's real files fetched, the whole test suite (unit and integration)
+test: install services-up lint nlm-files
 	MEDLINE_REQUIRE_NATIVE=1 $(PY) -m pytest
+
+## nlm-files: two of NLM's own PubMed files (56 MB, once) for the real-data tests
+nlm-files: install
+	$(PY) -m tests.nlm_files
 
 ## unit: the fast tests only (no services needed)
 unit: install

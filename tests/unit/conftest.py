@@ -31,12 +31,12 @@ def parser_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     if request.param == "native":
         require_native()
     monkeypatch.setenv("MEDLINE_PARSER", request.param)
-    _forget_choice()
+    forget_parser_choice()
     yield request.param
-    _forget_choice()
+    forget_parser_choice()
 
 
-def _forget_choice() -> None:
+def forget_parser_choice() -> None:
     get_settings.cache_clear()
     native.enabled.cache_clear()
     compiled_parser.cache_clear()

@@ -191,7 +191,7 @@ def test_a_book_article_is_mapped_simply() -> None:
 
 
 def test_a_citation_with_an_empty_article_title_is_indexed_under_its_vernacular_one() -> None:
-    # As NLM's files have them (54 of the 20,808 records of pubmed21n1298.xml.gz).
+    # As NLM's files have them (53 of the 20,808 records of pubmed21n1298.xml.gz).
     text = pubmed_article(9).replace(
         "<ArticleTitle>Test citation 9 on remyelination in multiple sclerosis.</ArticleTitle>",
         "<ArticleTitle/>",
